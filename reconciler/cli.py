@@ -1,0 +1,62 @@
+"""The ``reconcile`` command line: a thin dispatcher over ``reconciler.commands``.
+
+Its one extra job is the top-level error handler, the only place that decides exit codes for
+failures: our own errors (``ReconcileError``) print their message and exit 1, Ctrl-C exits 130,
+and anything unexpected exits 3 with a hint to report it, never a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from reconciler import __version__
+from reconciler.commands.emulator import emulator
+from reconciler.commands.validate import validate
+from reconciler.errors import ReconcileError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="reconcile")
+def cli() -> None:
+    """Typeform webhooks as code: validate manifests, plan, apply, detect drift."""
+
+
+cli.add_command(validate)
+cli.add_command(emulator)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``reconcile`` script; returns (and exits with) the exit code."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        code = EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        code = EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        code = EXIT_ERROR if exc.exit_code == 2 else exc.exit_code
+    except ReconcileError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        code = EXIT_ERROR
+    except Exception as exc:
+        click.echo(
+            f"Internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in typeform-reconciler; please report it with the command you ran "
+            "(rerun with --log-level debug for details).",
+            err=True,
+        )
+        code = EXIT_INTERNAL
+    if not isinstance(code, int):
+        code = EXIT_OK
+    sys.exit(code)
