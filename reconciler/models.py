@@ -358,7 +358,8 @@ class Plan:
     """Inert data: what apply would do, and the evidence it was computed from.
 
     ``live_fingerprints`` maps ``(account, form_id)`` of every form the plan touches to a digest
-    of that form's live webhooks at plan time; apply of a saved plan refuses when any differs.
+    of that form's live webhooks at plan time, and ``secret_fingerprints`` each secret the plan
+    would send to a salted hash of its value; apply of a saved plan refuses when any differs.
     """
 
     created_at: str
@@ -366,6 +367,7 @@ class Plan:
     unmanaged: tuple[UntouchedWebhook, ...] = ()
     prune_skipped: tuple[UntouchedWebhook, ...] = ()
     live_fingerprints: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    secret_fingerprints: Mapping[WebhookKey, str] = field(default_factory=dict)
     prune: bool = False
 
     @property
