@@ -1,0 +1,169 @@
+"""Planner rules that golden cases do not show well: safety checks, secrets, determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.errors import UnsafePlanError
+from reconciler.models import (
+    DEFAULT_ACCOUNT,
+    SENSITIVE,
+    Action,
+    DesiredState,
+    DesiredWebhook,
+    EventTypes,
+    LiveWebhook,
+    Ownership,
+    Presence,
+    SecretRef,
+    SecretSource,
+    WebhookKey,
+    WebhookSet,
+)
+from reconciler.normalize import SecretStatus
+from reconciler.planner import PlanOptions, build_plan, check_safety
+
+NOW = "2026-01-01T00:00:00Z"
+
+
+def key(form: str, tag: str, account: str = DEFAULT_ACCOUNT) -> WebhookKey:
+    return WebhookKey(account, form, tag)
+
+
+def desired(*hooks: DesiredWebhook, ownership: Ownership = Ownership.DECLARED) -> DesiredState:
+    return DesiredState(sets=(WebhookSet("s", DEFAULT_ACCOUNT, ownership, tuple(hooks)),))
+
+
+def want(form: str, tag: str, **kw: object) -> DesiredWebhook:
+    kw.setdefault("url", f"https://hooks.example.com/{tag}")
+    return DesiredWebhook(key=key(form, tag), **kw)  # type: ignore[arg-type]
+
+
+def have(form: str, tag: str, url: str | None = None, **kw: object) -> LiveWebhook:
+    return LiveWebhook(
+        key=key(form, tag),
+        id=f"id-{tag}",
+        url=url or f"https://hooks.example.com/{tag}",
+        enabled=bool(kw.get("enabled", True)),
+        verify_ssl=True,
+        event_types=EventTypes(),
+    )
+
+
+def live(*hooks: LiveWebhook) -> dict[tuple[str, str], list[LiveWebhook]]:
+    out: dict[tuple[str, str], list[LiveWebhook]] = {}
+    for h in hooks:
+        out.setdefault((h.key.account, h.key.form_id), []).append(h)
+    return out
+
+
+def test_a_webhook_that_is_declared_and_matches_is_a_noop() -> None:
+    plan = build_plan(
+        desired(want("f1", "a")), live(have("f1", "a")), managed=(), secrets={}, created_at=NOW
+    )
+    assert [c.action for c in plan.changes] == [Action.NOOP]
+    assert not plan.has_changes
+
+
+def test_losing_the_state_file_never_plans_a_deletion_even_with_prune() -> None:
+    plan = build_plan(
+        desired(want("f1", "a")),
+        live(have("f1", "a"), have("f1", "ours-once")),
+        managed=(),
+        secrets={},
+        created_at=NOW,
+        options=PlanOptions(prune=True),
+    )
+    assert plan.count(Action.DELETE) == 0
+    assert [u.key.tag for u in plan.unmanaged] == ["ours-once"]
+
+
+def test_a_secret_change_shows_both_sides_as_sensitive_and_never_a_value() -> None:
+    ref = SecretRef(SecretSource.ENV, "S")
+    plan = build_plan(
+        desired(want("f1", "a", secret=ref)),
+        live(have("f1", "a")),
+        managed=(),
+        secrets={key("f1", "a"): SecretStatus.CHANGED},
+        created_at=NOW,
+    )
+    (change,) = plan.changes
+    assert change.action is Action.UPDATE
+    assert [(c.field, c.before, c.after) for c in change.changes] == [
+        ("secret", SENSITIVE, SENSITIVE)
+    ]
+
+
+def test_a_declared_secret_in_sync_is_a_noop() -> None:
+    ref = SecretRef(SecretSource.ENV, "S")
+    plan = build_plan(
+        desired(want("f1", "a", secret=ref)),
+        live(have("f1", "a")),
+        managed=(),
+        secrets={key("f1", "a"): SecretStatus.IN_SYNC},
+        created_at=NOW,
+    )
+    assert not plan.has_changes
+
+
+def test_changes_are_ordered_by_account_form_and_tag_whatever_the_input_order() -> None:
+    hooks = [want("f2", "b"), want("f1", "z"), want("f1", "a")]
+    plan = build_plan(desired(*hooks), {}, managed=(), secrets={}, created_at=NOW)
+    assert [(c.key.form_id, c.key.tag) for c in plan.changes] == [
+        ("f1", "a"),
+        ("f1", "z"),
+        ("f2", "b"),
+    ]
+
+
+def test_only_touched_forms_get_a_live_fingerprint() -> None:
+    plan = build_plan(
+        desired(want("f1", "a"), want("f2", "b")),
+        live(have("f1", "a"), have("f2", "b", url="https://old.example.com")),
+        managed=(),
+        secrets={},
+        created_at=NOW,
+    )
+    assert list(plan.live_fingerprints) == [(DEFAULT_ACCOUNT, "f2")]
+
+
+def test_more_deletions_than_max_deletes_is_refused() -> None:
+    absent = [want("f1", f"t{i}", url=None, state=Presence.ABSENT) for i in range(3)]
+    plan = build_plan(
+        desired(want("f1", "keep"), *absent),
+        live(have("f1", "keep"), *(have("f1", f"t{i}") for i in range(3))),
+        managed=(),
+        secrets={},
+        created_at=NOW,
+    )
+    with pytest.raises(UnsafePlanError, match="--max-deletes 2"):
+        check_safety(plan, max_deletes=2, allow_empty=False)
+    check_safety(plan, max_deletes=3, allow_empty=False)
+
+
+def test_deleting_every_managed_webhook_of_an_account_needs_allow_empty() -> None:
+    plan = build_plan(
+        DesiredState(),
+        live(have("f1", "a"), have("f1", "b")),
+        managed={key("f1", "a"), key("f1", "b")},
+        secrets={},
+        created_at=NOW,
+        options=PlanOptions(prune=True),
+    )
+    assert plan.count(Action.DELETE) == 2
+    with pytest.raises(UnsafePlanError, match="--allow-empty"):
+        check_safety(plan, max_deletes=10, allow_empty=False)
+    check_safety(plan, max_deletes=10, allow_empty=True)
+
+
+def test_deleting_some_managed_webhooks_while_others_remain_is_allowed() -> None:
+    plan = build_plan(
+        desired(want("f1", "a")),
+        live(have("f1", "a"), have("f1", "b")),
+        managed={key("f1", "b")},
+        secrets={},
+        created_at=NOW,
+        options=PlanOptions(prune=True),
+    )
+    assert plan.count(Action.DELETE) == 1
+    check_safety(plan, max_deletes=10, allow_empty=False)
