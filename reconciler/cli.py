@@ -13,7 +13,10 @@ from collections.abc import Sequence
 import click
 
 from reconciler import __version__
+from reconciler.commands.apply import apply
 from reconciler.commands.emulator import emulator
+from reconciler.commands.plan import plan
+from reconciler.commands.unlock import unlock
 from reconciler.commands.validate import validate
 from reconciler.errors import ReconcileError
 
@@ -29,8 +32,8 @@ def cli() -> None:
     """Typeform webhooks as code: validate manifests, plan, apply, detect drift."""
 
 
-cli.add_command(validate)
-cli.add_command(emulator)
+for command in (validate, plan, apply, emulator, unlock):
+    cli.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,7 +44,7 @@ from reconciler.models import (
 )
 from reconciler.normalize import SecretStatus, live_form_fingerprint
 from reconciler.planner import LiveForms, PlanOptions, Target, build_plan, in_targets
-from reconciler.state import State, fingerprint_secret, secret_matches
+from reconciler.state import FingerprintCache, State
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -230,7 +230,7 @@ def resolve_secrets(
 
 
 def secret_statuses(
-    secrets: Mapping[WebhookKey, str], live: LiveForms, state: State
+    secrets: Mapping[WebhookKey, str], live: LiveForms, state: State, hashes: FingerprintCache
 ) -> dict[WebhookKey, SecretStatus]:
     """Compare each declared secret with the live one: directly if the API returned it, else by
     the state file's fingerprint; with neither, it is unknown (and will be set)."""
@@ -242,7 +242,7 @@ def secret_statuses(
         if hook is not None and hook.secret is not None:
             same = hook.secret == value
         elif entry is not None and entry.secret_fingerprint:
-            same = secret_matches(value, entry.secret_fingerprint)
+            same = hashes.matches(value, entry.secret_fingerprint)
         else:
             statuses[key] = SecretStatus.UNKNOWN
             continue
@@ -260,6 +260,7 @@ class Planned:
     plan: Plan
     secrets: Mapping[WebhookKey, str]
     live: LiveForms
+    hashes: FingerprintCache
 
 
 async def plan(
@@ -271,8 +272,10 @@ async def plan(
     options: PlanOptions = PlanOptions(),
     now: Callable[[], str] = utc_now,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    hashes: FingerprintCache | None = None,
 ) -> Planned:
     """Refresh every form in scope and diff it against the manifests."""
+    hashes = hashes or FingerprintCache()
     secrets = resolve_secrets(desired, options.targets, environ=environ)
     scope = forms_in_scope(desired, state, options.targets)
     live = await refresh(desired, clients, scope, on_progress=on_progress)
@@ -280,16 +283,16 @@ async def plan(
         desired,
         live,
         managed=state.managed_keys(),
-        secrets=secret_statuses(secrets, live, state),
+        secrets=secret_statuses(secrets, live, state, hashes),
         created_at=now(),
         options=options,
     )
     written = {
-        c.key: fingerprint_secret(secrets[c.key])
+        c.key: hashes.fingerprint(secrets[c.key])
         for c in result.changes
         if c.action in (Action.CREATE, Action.UPDATE) and c.key in secrets
     }
-    return Planned(replace(result, secret_fingerprints=written), secrets, live)
+    return Planned(replace(result, secret_fingerprints=written), secrets, live, hashes)
 
 
 async def check_saved_plan(
@@ -298,6 +301,7 @@ async def check_saved_plan(
     clients: Mapping[str, TypeformClient],
     *,
     environ: Mapping[str, str],
+    hashes: FingerprintCache,
 ) -> dict[WebhookKey, str]:
     """Refuse a saved plan whose touched forms or secrets changed since it was made.
 
@@ -330,7 +334,7 @@ async def check_saved_plan(
         value = resolve_secret(change.secret_ref, environ=environ)
         register_sensitive(value)
         digest = saved.secret_fingerprints.get(change.key)
-        if digest is None or not secret_matches(value, digest):
+        if digest is None or not hashes.matches(value, digest):
             changed.append(str(change.key))
         secrets[change.key] = value
     if changed:

@@ -24,10 +24,11 @@ from reconciler.logs import configure_logging
 from reconciler.manifests import load_desired
 from reconciler.models import DesiredState
 from reconciler.planner import Target
+from reconciler.state import DEFAULT_STATE_PATH
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_STATE = ".reconcile/state.json"
+DEFAULT_STATE = str(DEFAULT_STATE_PATH)
 PROGRESS_THRESHOLD = 5
 """Refreshing more forms than this shows a progress bar (on a terminal only)."""
 

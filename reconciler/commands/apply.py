@@ -34,7 +34,7 @@ from reconciler.models import Plan, WebhookKey
 from reconciler.planner import DEFAULT_MAX_DELETES, PlanOptions, check_safety
 from reconciler.records import RecordWriter, new_run_id
 from reconciler.render import plan_from_json, plan_summary_line, plan_to_json
-from reconciler.state import ApplyLock, State, fingerprint_secret, load_state, save_state
+from reconciler.state import ApplyLock, FingerprintCache, State, load_state, save_state
 
 DEFAULT_RECORDS = Path(".reconcile/records.jsonl")
 _PAST = {"create": "created", "update": "updated", "delete": "deleted", "revert": "reverted"}
@@ -145,6 +145,7 @@ def apply(
     saved = read_saved_plan(plan_file) if plan_file is not None else None
     options = PlanOptions(prune=prune, targets=parse_targets(targets))
     run_id = new_run_id()
+    hashes = FingerprintCache()
 
     with ApplyLock(state_path, command="apply"):
         state = load_state(state_path)
@@ -156,7 +157,7 @@ def apply(
                 if saved is not None:
                     the_plan = saved
                     secrets = await check_saved_plan(
-                        saved, desired, clients, environ=settings.environ
+                        saved, desired, clients, environ=settings.environ, hashes=hashes
                     )
                 else:
                     with progress_bar() as progress:
@@ -167,6 +168,7 @@ def apply(
                             environ=settings.environ,
                             options=options,
                             on_progress=progress,
+                            hashes=hashes,
                         )
                     the_plan, secrets = planned.plan, dict(planned.secrets)
                 doc: dict[str, Any] = plan_to_json(the_plan)
@@ -188,7 +190,7 @@ def apply(
                         state=state,
                         run_id=run_id,
                         now=utc_now,
-                        fingerprint=fingerprint_secret,
+                        fingerprint=hashes.fingerprint,
                         record=writer.write,
                         on_state=persist,
                         on_result=report,
