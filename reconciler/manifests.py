@@ -1,0 +1,810 @@
+"""Read the manifests: find, parse and validate YAML into a ``DesiredState``.
+
+This is the only way desired state enters the pipeline, so it is strict and exhaustive: it
+collects *every* problem it can find (YAML syntax, the JSON Schema in ``schemas/``, then the
+cross-document rules a schema cannot express) and reports each at the ``FILE:LINE:COL`` of the
+YAML node at fault, like a compiler. The schema is the single home of every rule it can express;
+this module only adds duplicates across documents, account references and URL checks that a
+pattern cannot explain readably.
+
+It must never resolve a secret unless asked to (``check_env``), never echo a secret or the
+credentials of a URL in a message, never touch the network, and never turn a missing or empty
+manifest directory into "nothing is desired" (that is how accounts get wiped).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from reconciler.credentials import resolve_secret
+from reconciler.errors import ManifestError, SecretResolutionError
+from reconciler.models import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_RATE,
+    Account,
+    DesiredState,
+    DesiredWebhook,
+    Diagnostic,
+    EventTypes,
+    Location,
+    Ownership,
+    Presence,
+    SecretRef,
+    SecretSource,
+    Severity,
+    WebhookKey,
+    WebhookSet,
+)
+
+__all__ = [
+    "API_VERSION",
+    "MANIFEST_SUFFIXES",
+    "SCHEMA_FILE",
+    "CheckResult",
+    "check",
+    "discover",
+    "load_desired",
+    "load_schema",
+]
+
+API_VERSION = "reconciler/v1"
+SCHEMA_FILE = "reconciler-v1.schema.json"
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+# Alias expansion can blow a small file up exponentially ("billion laughs"); a manifest tree
+# never needs anywhere near this many nodes.
+_MAX_NODES = 200_000
+_MAX_SHOWN = 80
+
+_YAML_MAP = "tag:yaml.org,2002:map"
+_YAML_SEQ = "tag:yaml.org,2002:seq"
+_YAML_MERGE = "tag:yaml.org,2002:merge"
+
+Pointer = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """Everything ``check`` found.
+
+    ``desired`` is set only when there is no error. The counts describe what could be read even
+    when there are errors, for the summary line.
+    """
+
+    desired: DesiredState | None
+    diagnostics: tuple[Diagnostic, ...]
+    files: int = 0
+    sets: int = 0
+    accounts: int = 0
+    webhooks: int = 0
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is Severity.WARNING)
+
+    @property
+    def valid(self) -> bool:
+        return self.desired is not None
+
+
+def load_desired(
+    paths: Sequence[str | Path],
+    *,
+    check_env: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> DesiredState:
+    """Load and validate the manifests under ``paths``; raise ``ManifestError`` with every error.
+
+    Warnings (e.g. ``http://`` URLs) do not fail the load; they are in ``DesiredState.warnings``.
+    With ``check_env``, every secret and token reference must also resolve in ``environ``
+    (default ``os.environ``); values are read only to be checked and then dropped.
+    """
+    result = check(paths, check_env=check_env, environ=environ)
+    if result.desired is None:
+        raise ManifestError(result.errors)
+    return result.desired
+
+
+def check(
+    paths: Sequence[str | Path],
+    *,
+    check_env: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> CheckResult:
+    """Like ``load_desired`` but never raises for a manifest problem: returns every diagnostic."""
+    diagnostics: list[Diagnostic] = []
+    files = discover(paths, diagnostics)
+    docs: list[_Doc] = []
+    for file in files:
+        docs.extend(_read_file(file, diagnostics))
+    validator = _validator()
+    for doc in docs:
+        _validate_doc(doc, validator, diagnostics)
+    builder = _Builder(diagnostics)
+    builder.build(docs)
+    if check_env:
+        builder.check_env(os.environ if environ is None else environ)
+    order = {str(f): i for i, f in enumerate(files)}
+    diagnostics.sort(key=lambda d: _sort_key(d, order))
+    errors = any(d.severity is Severity.ERROR for d in diagnostics)
+    warnings = tuple(d for d in diagnostics if d.severity is Severity.WARNING)
+    desired = None
+    if not errors:
+        desired = DesiredState(
+            accounts=tuple(sorted(builder.accounts, key=lambda a: a.name)),
+            sets=tuple(sorted(builder.sets, key=lambda s: (s.account, s.name))),
+            warnings=warnings,
+        )
+    return CheckResult(
+        desired=desired,
+        diagnostics=tuple(diagnostics),
+        files=len(files),
+        sets=len(builder.sets),
+        accounts=len(builder.accounts),
+        webhooks=sum(len(s.webhooks) for s in builder.sets),
+    )
+
+
+def discover(paths: Sequence[str | Path], diagnostics: list[Diagnostic]) -> list[Path]:
+    """The manifest files named by ``paths``: files as given, directories searched recursively.
+
+    Directories are walked in sorted order for ``*.yaml`` / ``*.yml``, skipping hidden entries
+    (``.git``, ``.reconcile``). A path that does not exist, and a directory holding no manifest,
+    are errors: both usually mean a typo or a checkout gone wrong, and must not read as "nothing
+    is desired". A file given explicitly is read whatever its suffix. Each file is read once.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(file: Path) -> None:
+        real = file.resolve()
+        if real not in seen:
+            seen.add(real)
+            found.append(file)
+
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            in_dir = sorted(_walk(path), key=lambda p: p.parts)
+            if not in_dir:
+                diagnostics.append(
+                    Diagnostic(None, f"{raw}: no manifests (*.yaml, *.yml) found in this directory")
+                )
+            for file in in_dir:
+                add(file)
+        elif path.exists():
+            add(path)
+        else:
+            diagnostics.append(Diagnostic(None, f"{raw}: no such file or directory"))
+    return found
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    """The manifest JSON Schema, from the installed package or else the source tree."""
+    packaged = resources.files("reconciler").joinpath("_schemas", SCHEMA_FILE)
+    if packaged.is_file():
+        text = packaged.read_text(encoding="utf-8")
+    else:
+        text = (Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_FILE).read_text(
+            encoding="utf-8"
+        )
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+# --------------------------------------------------------------------------- discovery, YAML
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES):
+                yield Path(dirpath) / name
+
+
+@dataclass
+class _Doc:
+    """One YAML document: its plain value and where each of its nodes is."""
+
+    file: str
+    base_dir: str
+    value: Any
+    nodes: dict[Pointer, yaml.Node] = field(default_factory=dict)
+    keys: dict[Pointer, yaml.Node] = field(default_factory=dict)
+    broken: bool = False
+    bad_entries: set[int] = field(default_factory=set)
+    unreadable: set[Pointer] = field(default_factory=set)
+    """Values the converter already reported: schema errors about them would only repeat it."""
+
+    def loc(self, ptr: Pointer, *, key: bool = False) -> Location:
+        """Where ``ptr`` is; with ``key``, where its key is (the nearest existing ancestor else)."""
+        node = self.keys.get(ptr) if key else None
+        while node is None:
+            node = self.nodes.get(ptr)
+            if node is None:
+                if not ptr:
+                    return Location(self.file, 1, 1)
+                ptr = ptr[:-1]
+        return _mark_loc(self.file, node.start_mark)
+
+    def get(self, ptr: Pointer) -> Any:
+        value = self.value
+        for part in ptr:
+            value = value[part]
+        return value
+
+
+def _mark_loc(file: str, mark: yaml.Mark | None) -> Location:
+    if mark is None:
+        return Location(file, 1, 1)
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+def _read_file(path: Path, diagnostics: list[Diagnostic]) -> list[_Doc]:
+    file = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        diagnostics.append(Diagnostic(None, f"{file}: cannot read: {exc.strerror or exc}"))
+        return []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        loc = _offset_loc(
+            file, data[: exc.start].decode("utf-8", "replace"), len(data[: exc.start])
+        )
+        diagnostics.append(Diagnostic(loc, "not UTF-8 text (manifests must be UTF-8)"))
+        return []
+    base_dir = str(path.resolve().parent)
+    docs: list[_Doc] = []
+    seen_any = False
+    try:
+        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            seen_any = True
+            if node is None or (node.tag == "tag:yaml.org,2002:null" and not node.value):
+                continue  # an empty document ("---" alone, or a trailing "---") means nothing
+            doc = _Doc(file=file, base_dir=base_dir, value=None)
+            doc.value = _Converter(doc, diagnostics).convert(node, ())
+            docs.append(doc)
+    except yaml.MarkedYAMLError as exc:
+        where = exc.problem_mark or exc.context_mark
+        message = f"YAML syntax error: {exc.problem or exc.context or 'cannot parse'}"
+        if exc.context and exc.problem and exc.context_mark is not None:
+            message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        diagnostics.append(Diagnostic(_mark_loc(file, where), message))
+        return docs
+    except yaml.reader.ReaderError as exc:
+        loc = _offset_loc(file, text[: exc.position], exc.position)
+        diagnostics.append(Diagnostic(loc, f"not valid YAML text: {exc.reason}"))
+        return docs
+    if not seen_any or not docs:
+        diagnostics.append(
+            Diagnostic(Location(file, 1, 1), "file holds no manifest document", Severity.WARNING)
+        )
+    return docs
+
+
+def _offset_loc(file: str, before: str, offset: int) -> Location:
+    line = before.count("\n") + 1
+    col = offset - (before.rfind("\n") + 1) + 1 if "\n" in before else offset + 1
+    return Location(file, line, col)
+
+
+class _Converter:
+    """Builds plain Python values from a composed YAML node tree, recording where each node is.
+
+    Keys are taken as their literal text, so ``on:`` or ``1:`` are the strings a reader sees, not
+    YAML 1.1 booleans or numbers. Scalars are constructed by PyYAML's safe constructor.
+    """
+
+    def __init__(self, doc: _Doc, diagnostics: list[Diagnostic]) -> None:
+        self._doc = doc
+        self._diagnostics = diagnostics
+        self._constructor = yaml.SafeLoader("")
+        self._budget = _MAX_NODES
+        self._active: set[int] = set()
+
+    def _error(self, node: yaml.Node, message: str) -> None:
+        self._doc.broken = True
+        self._diagnostics.append(Diagnostic(_mark_loc(self._doc.file, node.start_mark), message))
+
+    def convert(self, node: yaml.Node, ptr: Pointer) -> Any:
+        self._budget -= 1
+        if self._budget == 0:
+            self._error(node, "document too large after expanding aliases")
+        if self._budget <= 0:
+            return None
+        self._doc.nodes[ptr] = node
+        if id(node) in self._active:
+            self._error(node, "recursive YAML alias")
+            return None
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, ptr)
+        self._active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                if node.tag != _YAML_SEQ:
+                    self._error(node, f"unsupported YAML tag {node.tag!r}")
+                return [self.convert(item, (*ptr, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, yaml.MappingNode):
+                if node.tag != _YAML_MAP:
+                    self._error(node, f"unsupported YAML tag {node.tag!r}")
+                return self._mapping(node, ptr)
+            self._error(node, "unsupported YAML node")
+            return None
+        finally:
+            self._active.discard(id(node))
+
+    def _scalar(self, node: yaml.ScalarNode, ptr: Pointer) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            self._error(node, f"cannot read value: {exc.problem}")
+        except (ValueError, TypeError, OverflowError):
+            self._error(node, f"cannot read value of type {node.tag}")
+        self._doc.unreadable.add(ptr)
+        return node.value
+
+    def _mapping(self, node: yaml.MappingNode, ptr: Pointer) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_key: dict[str, yaml.Node] = {}
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _YAML_MERGE:
+                merged.extend(self._merge_sources(value_node))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._error(key_node, "mapping keys must be plain strings")
+                continue
+            key = key_node.value
+            if key in first_key:
+                line = first_key[key].start_mark.line + 1
+                self._error(key_node, f"duplicate key {key!r} (first at line {line})")
+            first_key[key] = key_node
+            self._doc.keys[(*ptr, key)] = key_node
+            result[key] = self.convert(value_node, (*ptr, key))
+        # "<<: *anchor" merges: explicit keys win, then earlier merge sources win.
+        for key_node, value_node in merged:
+            key = key_node.value
+            if key not in result:
+                self._doc.keys[(*ptr, key)] = key_node
+                result[key] = self.convert(value_node, (*ptr, key))
+        return result
+
+    def _merge_sources(self, node: yaml.Node) -> list[tuple[yaml.Node, yaml.Node]]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        pairs: list[tuple[yaml.Node, yaml.Node]] = []
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                self._error(source, "'<<' merges only mappings")
+                continue
+            for key_node, value_node in source.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _YAML_MERGE:
+                    pairs.append((key_node, value_node))
+        return pairs
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(load_schema())
+
+
+def _validate_doc(doc: _Doc, validator: Draft202012Validator, out: list[Diagnostic]) -> None:
+    if not isinstance(doc.value, dict):
+        doc.broken = True
+        out.append(
+            Diagnostic(
+                doc.loc(()),
+                "a manifest document must be a mapping with apiVersion, kind, metadata and "
+                f"spec, not {_kind_of(doc.value)}",
+            )
+        )
+        return
+    errors = sorted(validator.iter_errors(doc.value), key=lambda e: list(map(str, e.path)))
+    for error in errors:
+        ptr: Pointer = tuple(error.absolute_path)
+        if (
+            len(ptr) >= 3
+            and ptr[:2] == ("spec", "webhooks")
+            and isinstance(ptr[2], int)
+            and doc.value.get("kind") == "WebhookSet"
+        ):
+            doc.bad_entries.add(ptr[2])
+        else:
+            doc.broken = True
+        if not any(ptr[: len(bad)] == bad for bad in doc.unreadable):
+            out.extend(_explain(doc, error))
+
+
+def _explain(doc: _Doc, error: ValidationError) -> list[Diagnostic]:
+    """Human diagnostics for one schema error, at the YAML node it is about."""
+    if error.context:  # oneOf / anyOf: the branch that got furthest says the most
+        inner = best_match(error.context)
+        if inner is not None:
+            return _explain(doc, inner)
+    ptr: Pointer = tuple(error.absolute_path)
+    where = _render_ptr(ptr)
+    prefix = f"{where}: " if where else ""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    instance: Any = error.instance
+    bound: Any = error.validator_value
+    kw = error.validator
+
+    if kw == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(schema.get("properties", {}))
+        found = []
+        for key in instance:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                suggestion = f"did you mean {close[0]!r}? " if close else ""
+                message = f"{prefix}unknown key {key!r} ({suggestion}allowed: {', '.join(allowed)})"
+                found.append(Diagnostic(doc.loc((*ptr, key), key=True), message))
+        if found:
+            return found
+    if kw == "required" and "errorMessage" not in schema:
+        # jsonschema reports each missing key as its own error, naming it only in the message.
+        match = _REQUIRED.match(error.message)
+        name = match.group(1) if match else error.message
+        return [Diagnostic(doc.loc(ptr), f"{prefix}missing required key {name}")]
+
+    location = doc.loc(ptr)
+    if "errorMessage" in schema:
+        message = str(schema["errorMessage"]).replace("{value}", _show(instance))
+        return [Diagnostic(location, prefix + message)]
+    if kw == "type":
+        wanted = _TYPE_NAMES.get(str(bound), str(bound))
+        node = doc.nodes.get(ptr)
+        got = f"{_kind_of(instance)} {_raw(node, instance)}".rstrip()
+        hint = ""
+        if bound == "string" and isinstance(node, yaml.ScalarNode) and node.style is None:
+            hint = " (quote it to make it a string)"
+        return [Diagnostic(location, f"{prefix}expected {wanted}, got {got}{hint}")]
+    if kw == "pattern":
+        message = f"{_show(instance)} does not match {bound}"
+        return [Diagnostic(location, prefix + message)]
+    if kw == "enum":
+        options = ", ".join(str(v) for v in bound)
+        return [Diagnostic(location, f"{prefix}{_show(instance)} is not one of: {options}")]
+    if kw == "const":
+        message = f"must be {_show(bound)}, not {_show(instance)}"
+        return [Diagnostic(location, prefix + message)]
+    if kw == "minItems":
+        if bound == 1:
+            return [Diagnostic(location, f"{prefix}must not be empty")]
+        return [Diagnostic(location, f"{prefix}needs at least {bound} items")]
+    if kw == "uniqueItems" and isinstance(instance, list):
+        for i, item in enumerate(instance):
+            if item in instance[:i]:
+                message = f"{prefix}{_show(item)} is listed more than once"
+                return [Diagnostic(doc.loc((*ptr, i)), message)]
+    if kw == "maxLength":
+        message = f"{prefix}is {len(instance)} characters long (at most {bound})"
+        return [Diagnostic(location, message)]
+    if kw == "minLength":
+        return [Diagnostic(location, f"{prefix}must not be empty")]
+    if kw in ("exclusiveMinimum", "minimum"):
+        relation = "greater than" if kw == "exclusiveMinimum" else "at least"
+        message = f"{prefix}must be {relation} {bound}, not {_show(instance)}"
+        return [Diagnostic(location, message)]
+    return [Diagnostic(location, prefix + error.message)]
+
+
+_REQUIRED = re.compile(r"^('.*') is a required property$")
+
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "boolean": "true or false",
+    "number": "a number",
+    "integer": "an integer",
+}
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def _raw(node: yaml.Node | None, value: Any) -> str:
+    """The scalar as written (``0123`` rather than the octal 83 YAML 1.1 makes of it)."""
+    if isinstance(value, str):
+        return _show(value)
+    if isinstance(node, yaml.ScalarNode) and node.value:
+        return _clip(_redact(node.value))
+    if isinstance(value, int | float | bool):
+        return _show(value)
+    return ""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(_clip(_redact(value)))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return repr(value)
+    return _kind_of(value)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
+
+
+def _redact(text: str) -> str:
+    """Hide a URL's user-info part: it may hold a password, and messages are printed."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def _render_ptr(ptr: Pointer) -> str:
+    out = ""
+    for part in ptr:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --------------------------------------------------------------------------- models, cross-doc
+
+
+class _Builder:
+    """Builds models from schema-valid documents and applies the rules a schema cannot express."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self._out = diagnostics
+        self.accounts: list[Account] = []
+        self.sets: list[WebhookSet] = []
+        # (what, ref, where): every secret reference as written, for --check-env
+        self._secrets: dict[Location, tuple[str, SecretRef]] = {}
+
+    def _error(self, location: Location, message: str) -> None:
+        self._out.append(Diagnostic(location, message))
+
+    def build(self, docs: list[_Doc]) -> None:
+        account_docs = [d for d in docs if _kind(d) == "Account"]
+        set_docs = [d for d in docs if _kind(d) == "WebhookSet"]
+        # Names of Account documents count as declared even when the document is invalid:
+        # its own errors are reported, an "unknown account" on top would be noise.
+        declared = {
+            d.value["metadata"]["name"]
+            for d in account_docs
+            if isinstance(d.value.get("metadata"), dict)
+            and isinstance(d.value["metadata"].get("name"), str)
+        }
+        first_account: dict[str, Location] = {}
+        for doc in account_docs:
+            if not doc.broken:
+                self._account(doc, first_account)
+        first_set: dict[tuple[str, str], Location] = {}
+        first_hook: dict[WebhookKey, Location] = {}
+        for doc in set_docs:
+            if not doc.broken:
+                self._webhook_set(doc, declared, first_set, first_hook)
+
+    def _account(self, doc: _Doc, first: dict[str, Location]) -> None:
+        name: str = doc.value["metadata"]["name"]
+        spec: dict[str, Any] = doc.value["spec"]
+        name_loc = doc.loc(("metadata", "name"))
+        if name in first:
+            self._error(name_loc, f"duplicate Account {name!r}: already declared at {first[name]}")
+            return
+        first[name] = name_loc
+        api_url: str = spec["api_url"]
+        if not api_url.startswith("emulator:"):
+            self._check_url(doc, ("spec", "api_url"), api_url, api=True)
+        rate = spec.get("rate_limit", DEFAULT_RATE)
+        if not math.isfinite(rate):
+            self._error(doc.loc(("spec", "rate_limit")), "spec.rate_limit must be a finite number")
+        token = _secret_ref(spec["token"], doc.base_dir)
+        self._secrets[doc.loc(("spec", "token"))] = (f"token of account {name!r}", token)
+        self.accounts.append(
+            Account(
+                name=name,
+                api_url=api_url,
+                token=token,
+                rate_limit=float(rate),
+                location=doc.loc(()),
+            )
+        )
+
+    def _webhook_set(
+        self,
+        doc: _Doc,
+        declared: set[str],
+        first_set: dict[tuple[str, str], Location],
+        first_hook: dict[WebhookKey, Location],
+    ) -> None:
+        name: str = doc.value["metadata"]["name"]
+        spec: dict[str, Any] = doc.value["spec"]
+        account: str = spec.get("account", DEFAULT_ACCOUNT)
+        if account != DEFAULT_ACCOUNT and account not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            self._error(
+                doc.loc(("spec", "account")),
+                f"spec.account: unknown account {account!r} (declare it in a kind: Account "
+                f"document; declared: {known})",
+            )
+        name_loc = doc.loc(("metadata", "name"))
+        if (account, name) in first_set:
+            self._error(
+                name_loc,
+                f"duplicate WebhookSet {name!r} in account {account!r}: already declared at "
+                f"{first_set[account, name]}",
+            )
+        else:
+            first_set[account, name] = name_loc
+        ownership = Ownership(spec.get("ownership", Ownership.DECLARED.value))
+        defaults: dict[str, Any] = spec.get("defaults", {})
+        hooks: list[DesiredWebhook] = []
+        for i, entry in enumerate(spec["webhooks"]):
+            if i in doc.bad_entries:
+                continue
+            ptr: Pointer = ("spec", "webhooks", i)
+            merged = {**defaults, **entry}
+            key = WebhookKey(account, entry["form_id"], entry["tag"])
+            location = doc.loc(ptr)
+            if key in first_hook:
+                self._error(
+                    location,
+                    f"duplicate webhook {key} (account {account!r}): already declared at "
+                    f"{first_hook[key]}",
+                )
+                continue
+            first_hook[key] = location
+            state = Presence(merged.get("state", Presence.PRESENT.value))
+            url = merged.get("url")
+            if url is not None:
+                self._check_url(doc, (*ptr, "url"), url, api=False)
+            secret = None
+            if "secret" in merged:
+                secret = _secret_ref(merged["secret"], doc.base_dir)
+                if state is Presence.PRESENT:
+                    where = (
+                        (*ptr, "secret") if "secret" in entry else ("spec", "defaults", "secret")
+                    )
+                    self._secrets.setdefault(doc.loc(where), ("secret", secret))
+            names = merged.get("event_types", ["form_response"])
+            hooks.append(
+                DesiredWebhook(
+                    key=key,
+                    url=url,
+                    enabled=merged.get("enabled", True),
+                    verify_ssl=merged.get("verify_ssl", True),
+                    event_types=EventTypes.from_names(tuple(names)),
+                    secret=secret,
+                    state=state,
+                    set_name=name,
+                    ownership=ownership,
+                    location=location,
+                )
+            )
+        self.sets.append(
+            WebhookSet(
+                name=name,
+                account=account,
+                ownership=ownership,
+                webhooks=tuple(hooks),
+                location=doc.loc(()),
+            )
+        )
+
+    def _check_url(self, doc: _Doc, ptr: Pointer, url: str, *, api: bool) -> None:
+        """What the schema's URL pattern cannot say readably. Never echoes the URL's user-info."""
+        where = _render_ptr(ptr)
+        location = doc.loc(ptr)
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+            parts.port  # noqa: B018 -- parsing the port is the check
+        except ValueError as exc:
+            self._error(location, f"{where}: cannot parse the URL's host: {exc}")
+            return
+        if "@" in parts.netloc:
+            self._error(
+                location,
+                f"{where}: must not contain user-info (credentials before '@'); "
+                + ("use the account's token" if api else "authenticate with the webhook secret"),
+            )
+            return
+        if not host:
+            self._error(location, f"{where}: URL has no host")
+            return
+        if not _valid_host(host):
+            self._error(location, f"{where}: {_clip(host)!r} is not a valid host name")
+            return
+        if parts.scheme == "http" and not (api and _is_loopback(host)):
+            what = "the token" if api else "deliveries"
+            self._out.append(
+                Diagnostic(
+                    location,
+                    f"{where}: http:// sends {what} unencrypted; use https://",
+                    Severity.WARNING,
+                )
+            )
+
+    def check_env(self, environ: Mapping[str, str]) -> None:
+        """Resolve every secret and token reference once, at the place it is written."""
+        for location, (what, ref) in self._secrets.items():
+            try:
+                resolve_secret(ref, environ=environ)
+            except SecretResolutionError as exc:
+                self._error(location, f"{what} does not resolve: {exc}")
+
+
+def _kind(doc: _Doc) -> str | None:
+    if isinstance(doc.value, dict):
+        kind = doc.value.get("kind")
+        return kind if isinstance(kind, str) else None
+    return None
+
+
+def _secret_ref(obj: Mapping[str, str], base_dir: str) -> SecretRef:
+    ((source, name),) = obj.items()
+    return SecretRef(source=SecretSource(source), name=name, base_dir=base_dir)
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def _valid_host(host: str) -> bool:
+    if ":" in host:  # an IPv6 literal; urlsplit already checked the brackets
+        return True
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.rstrip(".").split(".")
+    return len(ascii_host) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _sort_key(diagnostic: Diagnostic, order: Mapping[str, int]) -> tuple[int, int, int, int]:
+    loc = diagnostic.location
+    if loc is None:
+        return (0, 0, 0, 0)
+    return (1, order.get(loc.file, len(order)), loc.line, loc.col)
