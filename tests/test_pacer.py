@@ -192,13 +192,14 @@ async def test_hold_also_delays_tasks_already_waiting_for_their_slot() -> None:
 
     async def first_one_holds(i: int) -> None:
         if i == 0:
-            pacer.hold(5.0)  # e.g. the first response was a 429 with Retry-After: 5
+            # The response arrives after the other tasks reserved their slots (0.5, 1, 1.5):
+            # a 429 with Retry-After: 5.
+            await clock.sleep(0.2)
+            pacer.hold(5.0)
 
     async with clock.running():
         starts = await run_requests(pacer, clock, 4, during=first_one_holds)
-    assert starts[0] == 0.0
-    assert starts[1] >= 5.0
-    assert min(gaps(starts)) >= 0.5 - 1e-9
+    assert starts == pytest.approx([0.0, 5.2, 5.7, 6.2])
 
 
 async def test_a_start_that_wakes_late_still_keeps_the_next_one_an_interval_away() -> None:
@@ -218,7 +219,7 @@ async def test_late_wake_ups_do_not_accumulate_over_a_run() -> None:
     async with clock.running():
         starts = await run_requests(pacer, clock, 6)
     assert starts[-1] == pytest.approx(2.5 + 0.01)
-    assert min(gaps(starts)) >= 0.5 - 1e-9
+    assert min(gaps(starts)) >= 0.5 - 1e-6
 
 
 async def test_wait_seconds_sums_the_time_each_request_waited_for_its_slot() -> None:
@@ -283,4 +284,4 @@ def test_no_two_starts_are_ever_closer_than_one_interval(
 
     starts = anyio.run(main)
     assert len(starts) == count
-    assert min(gaps(starts)) >= 1 / rate - 1e-9
+    assert min(gaps(starts)) >= 1 / rate - 1e-6  # the pacer may start 1 ns early (float noise)
