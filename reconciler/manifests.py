@@ -71,6 +71,10 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 _MAX_NODES = 200_000
 _MAX_SHOWN = 80
 
+# libyaml's parser is several times faster and keeps the same node marks; the pure-Python one
+# is the fallback where PyYAML was built without it.
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _YAML_MAP = "tag:yaml.org,2002:map"
 _YAML_SEQ = "tag:yaml.org,2002:seq"
 _YAML_MERGE = "tag:yaml.org,2002:merge"
@@ -147,7 +151,9 @@ def check(
     if check_env:
         builder.check_env(os.environ if environ is None else environ)
     order = {str(f): i for i, f in enumerate(files)}
-    diagnostics.sort(key=lambda d: _sort_key(d, order))
+    # One node can break the same rule twice (e.g. ``spec`` is typed at the top level and again
+    # by its kind's branch): say it once.
+    diagnostics = sorted(dict.fromkeys(diagnostics), key=lambda d: _sort_key(d, order))
     errors = any(d.severity is Severity.ERROR for d in diagnostics)
     warnings = tuple(d for d in diagnostics if d.severity is Severity.WARNING)
     desired = None
@@ -283,7 +289,7 @@ def _read_file(path: Path, diagnostics: list[Diagnostic]) -> list[_Doc]:
     docs: list[_Doc] = []
     seen_any = False
     try:
-        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        for node in yaml.compose_all(text, Loader=_YAML_LOADER):
             seen_any = True
             if node is None or (node.tag == "tag:yaml.org,2002:null" and not node.value):
                 continue  # an empty document ("---" alone, or a trailing "---") means nothing
@@ -483,7 +489,7 @@ def _explain(doc: _Doc, error: ValidationError) -> list[Diagnostic]:
         node = doc.nodes.get(ptr)
         got = f"{_kind_of(instance)} {_raw(node, instance)}".rstrip()
         hint = ""
-        if bound == "string" and isinstance(node, yaml.ScalarNode) and node.style is None:
+        if bound == "string" and isinstance(node, yaml.ScalarNode) and not node.style:
             hint = " (quote it to make it a string)"
         return [Diagnostic(location, f"{prefix}expected {wanted}, got {got}{hint}")]
     if kw == "pattern":
@@ -636,7 +642,7 @@ class _Builder:
             self._check_url(doc, ("spec", "api_url"), api_url, api=True)
         rate = spec.get("rate_limit", DEFAULT_RATE)
         if not math.isfinite(rate):
-            self._error(doc.loc(("spec", "rate_limit")), "spec.rate_limit must be a finite number")
+            self._error(doc.loc(("spec", "rate_limit")), "spec.rate_limit: must be a finite number")
         token = _secret_ref(spec["token"], doc.base_dir)
         self._secrets[doc.loc(("spec", "token"))] = (f"token of account {name!r}", token)
         self.accounts.append(

@@ -381,3 +381,24 @@ def test_check_env_reports_an_account_token_that_does_not_resolve(tmp_path: Path
     ]
     environ = {"EU_PARTIALS_SECRET": "x", "TYPEFORM_TOKEN_EU": "tok"}
     assert check([GOOD], check_env=True, environ=environ).valid
+
+
+def test_a_rule_broken_twice_by_one_node_is_reported_once(tmp_path: Path) -> None:
+    file = _write(
+        tmp_path / "a.yaml",
+        "apiVersion: reconciler/v1\nkind: WebhookSet\nmetadata: {name: a}\nspec:\n",
+    )
+    assert [(e.location, e.message) for e in check([file]).errors] == [
+        (Location(str(file), 4, 6), "spec: expected a mapping, got an empty value")
+    ]
+
+
+def test_a_rate_limit_that_is_not_a_finite_number_is_an_error(tmp_path: Path) -> None:
+    file = _write(
+        tmp_path / "a.yaml",
+        "apiVersion: reconciler/v1\nkind: Account\nmetadata: {name: a}\nspec:\n"
+        "  api_url: https://api.typeform.com\n  token: {env: T}\n  rate_limit: .inf\n",
+    )
+    assert [(e.location, e.message) for e in check([file]).errors] == [
+        (Location(str(file), 7, 15), "spec.rate_limit: must be a finite number")
+    ]
