@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 API_VERSION = "reconciler/v1"
+"""What every document's ``apiVersion`` says (the schema enforces it; ``export`` writes it)."""
 SCHEMA_FILE = "reconciler-v1.schema.json"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -257,12 +258,6 @@ class _Doc:
                 ptr = ptr[:-1]
         return _mark_loc(self.file, node.start_mark)
 
-    def get(self, ptr: Pointer) -> Any:
-        value = self.value
-        for part in ptr:
-            value = value[part]
-        return value
-
 
 def _mark_loc(file: str, mark: yaml.Mark | None) -> Location:
     if mark is None:
@@ -280,17 +275,13 @@ def _read_file(path: Path, diagnostics: list[Diagnostic]) -> list[_Doc]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        loc = _offset_loc(
-            file, data[: exc.start].decode("utf-8", "replace"), len(data[: exc.start])
-        )
+        loc = _offset_loc(file, data[: exc.start].decode("utf-8", "replace"))
         diagnostics.append(Diagnostic(loc, "not UTF-8 text (manifests must be UTF-8)"))
         return []
     base_dir = str(path.resolve().parent)
     docs: list[_Doc] = []
-    seen_any = False
     try:
         for node in yaml.compose_all(text, Loader=_YAML_LOADER):
-            seen_any = True
             if node is None or (node.tag == "tag:yaml.org,2002:null" and not node.value):
                 continue  # an empty document ("---" alone, or a trailing "---") means nothing
             doc = _Doc(file=file, base_dir=base_dir, value=None)
@@ -304,20 +295,19 @@ def _read_file(path: Path, diagnostics: list[Diagnostic]) -> list[_Doc]:
         diagnostics.append(Diagnostic(_mark_loc(file, where), message))
         return docs
     except yaml.reader.ReaderError as exc:
-        loc = _offset_loc(file, text[: exc.position], exc.position)
+        loc = _offset_loc(file, text[: exc.position])
         diagnostics.append(Diagnostic(loc, f"not valid YAML text: {exc.reason}"))
         return docs
-    if not seen_any or not docs:
+    if not docs:
         diagnostics.append(
             Diagnostic(Location(file, 1, 1), "file holds no manifest document", Severity.WARNING)
         )
     return docs
 
 
-def _offset_loc(file: str, before: str, offset: int) -> Location:
-    line = before.count("\n") + 1
-    col = offset - (before.rfind("\n") + 1) + 1 if "\n" in before else offset + 1
-    return Location(file, line, col)
+def _offset_loc(file: str, before: str) -> Location:
+    """The location just after ``before``, the text preceding a problem."""
+    return Location(file, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
 
 
 class _Converter:
@@ -602,7 +592,8 @@ class _Builder:
         self._out = diagnostics
         self.accounts: list[Account] = []
         self.sets: list[WebhookSet] = []
-        # (what, ref, where): every secret reference as written, for --check-env
+        # every secret reference where it is written (what it is for, the reference): a
+        # defaults secret shared by ten entries is checked, and reported, once
         self._secrets: dict[Location, tuple[str, SecretRef]] = {}
 
     def _error(self, location: Location, message: str) -> None:
