@@ -449,14 +449,18 @@ def _explain(doc: _Doc, error: ValidationError) -> list[Diagnostic]:
     where = _render_ptr(ptr)
     prefix = f"{where}: " if where else ""
     schema = error.schema if isinstance(error.schema, dict) else {}
-    instance: Any = error.instance
+    # Whatever sits under a secret or token may be the value itself, pasted where a reference
+    # belongs (``{env: s3cr3t}``): describe it, never echo it.
+    hidden = any(part in _SENSITIVE_KEYS for part in ptr)
+    raw: Any = error.instance
+    instance: Any = _Hidden(raw) if hidden else raw
     bound: Any = error.validator_value
     kw = error.validator
 
-    if kw == "additionalProperties" and isinstance(instance, dict):
+    if kw == "additionalProperties" and isinstance(raw, dict):
         allowed = list(schema.get("properties", {}))
         found = []
-        for key in instance:
+        for key in raw:  # keys are names, never values: safe to show
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 suggestion = f"did you mean {close[0]!r}? " if close else ""
@@ -477,7 +481,8 @@ def _explain(doc: _Doc, error: ValidationError) -> list[Diagnostic]:
     if kw == "type":
         wanted = _TYPE_NAMES.get(str(bound), str(bound))
         node = doc.nodes.get(ptr)
-        got = f"{_kind_of(instance)} {_raw(node, instance)}".rstrip()
+        shown = "" if hidden else _raw(node, instance)
+        got = f"{_kind_of(instance)} {shown}".rstrip()
         hint = ""
         if bound == "string" and isinstance(node, yaml.ScalarNode) and not node.style:
             hint = " (quote it to make it a string)"
@@ -501,7 +506,7 @@ def _explain(doc: _Doc, error: ValidationError) -> list[Diagnostic]:
                 message = f"{prefix}{_show(item)} is listed more than once"
                 return [Diagnostic(doc.loc((*ptr, i)), message)]
     if kw == "maxLength":
-        message = f"{prefix}is {len(instance)} characters long (at most {bound})"
+        message = f"{prefix}is {len(raw)} characters long (at most {bound})"
         return [Diagnostic(location, message)]
     if kw == "minLength":
         return [Diagnostic(location, f"{prefix}must not be empty")]
@@ -509,6 +514,8 @@ def _explain(doc: _Doc, error: ValidationError) -> list[Diagnostic]:
         relation = "greater than" if kw == "exclusiveMinimum" else "at least"
         message = f"{prefix}must be {relation} {bound}, not {_show(instance)}"
         return [Diagnostic(location, message)]
+    if hidden:
+        return [Diagnostic(location, f"{prefix}invalid {_kind_of(instance)} ({kw})")]
     return [Diagnostic(location, prefix + error.message)]
 
 
@@ -524,7 +531,19 @@ _TYPE_NAMES = {
 }
 
 
+_SENSITIVE_KEYS = frozenset({"secret", "token"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Hidden:
+    """A value that may be a secret: messages show what kind of value it is, never the value."""
+
+    value: Any
+
+
 def _kind_of(value: Any) -> str:
+    if isinstance(value, _Hidden):
+        return _kind_of(value.value)
     if value is None:
         return "an empty value"
     if isinstance(value, bool):
@@ -552,6 +571,8 @@ def _raw(node: yaml.Node | None, value: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, _Hidden):
+        return f"{_kind_of(value.value)} (not shown)"
     if isinstance(value, str):
         return repr(_clip(_redact(value)))
     if isinstance(value, bool):

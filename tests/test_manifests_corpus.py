@@ -84,11 +84,12 @@ def test_no_value_from_a_rejected_plaintext_secret_or_url_password_is_printed(
             "plaintext_secret.yaml",
             "account_plaintext_token.yaml",
             "url_with_userinfo.yaml",
+            "secret_value_as_env_name.yaml",
         )
     ]
     for fmt in ("text", "json", "markdown"):
         code, out = _run(["validate", "--format", fmt, *targets], capsys)
         assert code == 1
         assert "plaintext secrets are rejected" in out
-        for value in ("plaintext-hunter2-do-not-print", "tfp_plaintext-token", "hunter2-url"):
+        for value in ("hunter2-do-not-print", "tfp_plaintext-token", "hunter2-url", "whsec-pasted"):
             assert value not in out
