@@ -1,0 +1,239 @@
+"""Shared fixtures: the Typeform API emulator, in-process and served, for every test module.
+
+* ``emulator_store``, ``emulator_app``, ``inprocess_client_transport``: the pieces, fresh per test.
+* ``served_emulator``: ``emulator_app`` over real HTTP on 127.0.0.1 (one uvicorn per session,
+  whose app is swapped per test, so serving costs one start-up, not one per test).
+* ``make_emulator(mode=..., rate=..., seed=..., token=..., faults=...)``: a factory for both modes,
+  and ``emulator_mode`` to parametrize a test body over ``served`` and ``inprocess``.
+* ``emulator_path`` / ``emulator_url``: a persisted ``emulator:PATH`` with a fast rate, for CLI
+  tests.
+
+Clocks are fake (``emulator_clock``): rate limits and timestamps move only when a test says so.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from reconciler.emulator import (
+    DEMO_SEED,
+    EmulatorStore,
+    EmulatorTransport,
+    Faults,
+    Seed,
+    configure,
+    create_app,
+    serve_in_thread,
+)
+
+TEST_TOKEN = "tf_test_token_not_a_real_one"
+_TLS = ssl.create_default_context()
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+@dataclass
+class FakeClock:
+    """Monotonic seconds for rate limits and a UTC wall clock for timestamps, moved together."""
+
+    monotonic_now: float = 1000.0
+    wall: datetime = field(default_factory=lambda: datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC))
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.monotonic_now
+
+    def utcnow(self) -> datetime:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.monotonic_now += seconds
+        self.wall += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        """An injected sleep: records and advances instead of waiting."""
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+
+@pytest.fixture
+def emulator_clock() -> FakeClock:
+    return FakeClock()
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+@pytest.fixture
+def emulator_store(emulator_clock: FakeClock) -> EmulatorStore:
+    """A fresh account from the demo seed, timestamps from the fake clock."""
+    return EmulatorStore(DEMO_SEED, now=emulator_clock.utcnow)
+
+
+@pytest.fixture
+def emulator_app(emulator_store: EmulatorStore, emulator_clock: FakeClock) -> Starlette:
+    """The app over ``emulator_store``: any bearer token, effectively unthrottled."""
+    return create_app(
+        emulator_store, rate=1000.0, burst=1000, clock=emulator_clock, sleep=emulator_clock.sleep
+    )
+
+
+@pytest.fixture
+def inprocess_client_transport(emulator_app: Starlette) -> EmulatorTransport:
+    """``httpx.ASGITransport`` over ``emulator_app`` (that can also hang up for drop faults)."""
+    return EmulatorTransport(emulator_app)
+
+
+class _SwappableApp:
+    """One long-lived server, a different app per test."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            raise RuntimeError("no emulator app installed for this test")
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="session")
+def _emulator_server() -> Iterator[tuple[str, _SwappableApp]]:
+    holder = _SwappableApp()
+    with serve_in_thread(holder) as url:
+        yield url, holder
+
+
+@pytest.fixture
+def served_emulator(
+    emulator_app: Starlette, _emulator_server: tuple[str, _SwappableApp]
+) -> Iterator[str]:
+    """``emulator_app`` over real HTTP on 127.0.0.1; yields the base URL."""
+    url, holder = _emulator_server
+    holder.app = emulator_app
+    yield url
+    holder.app = None
+
+
+# --------------------------------------------------------------------------- factory
+
+
+@dataclass
+class RunningEmulator:
+    """An emulator under test, whichever way it runs."""
+
+    mode: str
+    store: EmulatorStore
+    app: Starlette
+    base_url: str
+    clock: FakeClock
+    transport: httpx.AsyncBaseTransport | None = None
+
+    def client(self, token: str | None = TEST_TOKEN, **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        headers.update(kwargs.pop("headers", {}))
+        if self.transport is not None:
+            # Each client gets its own transport: closing one must not close the next.
+            return httpx.AsyncClient(
+                transport=EmulatorTransport(self.app),
+                base_url=self.base_url,
+                headers=headers,
+                **kwargs,
+            )
+        # One TLS context for every served client: building one per client costs ~50 ms.
+        kwargs.setdefault("verify", _TLS)
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, **kwargs)
+
+
+MakeEmulator = Callable[..., RunningEmulator]
+
+
+@pytest.fixture
+def make_emulator(
+    emulator_clock: FakeClock, _emulator_server: tuple[str, _SwappableApp]
+) -> Iterator[MakeEmulator]:
+    """``make_emulator(mode="inprocess"|"served", rate=1000, burst=None, seed=DEMO_SEED,
+    token=None, require_auth=True, faults=None, rng=None, sleep=None)``."""
+    url, holder = _emulator_server
+
+    def make(
+        *,
+        mode: str = "inprocess",
+        rate: float = 1000.0,
+        burst: int | None = None,
+        seed: Seed = DEMO_SEED,
+        token: str | None = None,
+        require_auth: bool = True,
+        faults: Faults | dict[str, Any] | None = None,
+        rng: Any = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> RunningEmulator:
+        store = EmulatorStore(seed, now=emulator_clock.utcnow)
+        if faults is not None:
+            store.settings.faults = (
+                faults if isinstance(faults, Faults) else Faults.from_json(faults)
+            )
+        app = create_app(
+            store,
+            token=token,
+            require_auth=require_auth,
+            rate=rate,
+            burst=burst if burst is not None else max(1, int(rate)),
+            clock=emulator_clock,
+            rng=rng,
+            sleep=sleep or emulator_clock.sleep,
+        )
+        if mode == "served":
+            holder.app = app
+            return RunningEmulator(mode, store, app, url, emulator_clock)
+        if mode == "inprocess":
+            return RunningEmulator(
+                mode, store, app, "http://emulator.invalid", emulator_clock, EmulatorTransport(app)
+            )
+        raise ValueError(f"unknown emulator mode {mode!r}")
+
+    yield make
+    holder.app = None
+
+
+@pytest.fixture(params=["served", "inprocess"])
+def emulator_mode(request: pytest.FixtureRequest) -> str:
+    """Parametrizes a test over real HTTP and the in-process transport."""
+    return str(request.param)
+
+
+@pytest.fixture
+def emulator(make_emulator: MakeEmulator, emulator_mode: str) -> RunningEmulator:
+    """The demo account, unthrottled, any token: once served, once in-process."""
+    return make_emulator(mode=emulator_mode)
+
+
+# --------------------------------------------------------------------------- persisted (CLI)
+
+
+@pytest.fixture
+def emulator_path(tmp_path: Path) -> Path:
+    """A persisted demo account for ``--api-url emulator:PATH``, with a rate tests never hit."""
+    path = tmp_path / ".reconcile" / "emulator.json"
+    configure(path, rate=1000.0, burst=1000)
+    return path
+
+
+@pytest.fixture
+def emulator_url(emulator_path: Path) -> str:
+    return f"emulator:{emulator_path}"

@@ -1,0 +1,145 @@
+"""``reconcile emulator``: served by uvicorn, loopback only, token from the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconciler.cli import main
+
+TOKEN = "served-emulator-token-value"
+SECRET = "served-secret-never-on-disk"
+
+
+@contextmanager
+def running_emulator(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    """Start ``reconcile emulator --port 0 ARGS``; yields (process, base URL, start-up line)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from reconciler.cli import main; main()",
+            "emulator",
+            "--port",
+            "0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready, "the emulator printed nothing within 20 s"
+        line = proc.stdout.readline()
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        assert match, f"unexpected start-up line: {line!r}"
+        yield proc, match.group(1), line
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def stop(proc: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, str]:
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=20)
+    return proc.returncode, stderr
+
+
+def test_the_served_emulator_answers_rate_limits_persists_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "served.json"
+    env = {"TYPEFORM_TOKEN": TOKEN}
+    with running_emulator("--rate", "1", "--burst", "3", "--state", str(state), env=env) as (
+        proc,
+        url,
+        line,
+    ):
+        assert f"TYPEFORM_API_URL={url}" in line
+        assert "TYPEFORM_TOKEN=$TYPEFORM_TOKEN" in line
+        assert TOKEN not in line
+        good = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=url) as client:
+            wrong = client.get("/forms", headers={"Authorization": "Bearer nope"})
+            forms = client.get("/forms", headers=good)
+            put = client.put(
+                "/forms/onbrd03/webhooks/kickoff",
+                json={"url": "https://h.example/k", "enabled": True, "secret": SECRET},
+                headers=good,
+            )
+            statuses = [client.get("/workspaces", headers=good).status_code for _ in range(3)]
+            stats = client.get("/_emulator/stats").json()
+        code, stderr = stop(proc, signal.SIGTERM)
+    assert wrong.status_code == 403
+    assert forms.status_code == 200
+    assert forms.json()["total_items"] == 7
+    assert put.status_code == 200
+    assert 429 in statuses
+    assert stats["throttled"] >= 1
+    assert code == 0
+    assert "stopped" in stderr.lower()
+    assert TOKEN not in stderr
+    assert SECRET not in stderr
+    assert SECRET not in state.read_text()
+
+    # A second process resumes the persisted account; fault flags apply on top of it.
+    with running_emulator("--state", str(state), "--latency", "1-3", "--error-rate", "0") as (
+        proc,
+        url,
+        line,
+    ):
+        assert "TYPEFORM_TOKEN=anything" in line
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer x"}) as client:
+            resumed = client.get("/forms/onbrd03/webhooks/kickoff")
+            faults = client.get("/_emulator/faults").json()
+        code, _ = stop(proc, signal.SIGINT)
+    assert resumed.status_code == 200
+    assert resumed.json()["url"] == "https://h.example/k"
+    assert faults["latency_ms"] == [1.0, 3.0]
+    assert code == 0
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.com"])
+def test_a_non_loopback_host_is_refused_without_allow_remote(
+    host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--host", host, "--port", "0"])
+    assert exited.value.code == 1
+    assert "--allow-remote" in capsys.readouterr().err
+
+
+def test_a_bad_seed_file_exits_1_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed = tmp_path / "broken-seed.yaml"
+    seed.write_text("forms: [{id: f1}]")
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--port", "0", "--seed", str(seed)])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert str(seed) in err
+    assert "forms[0].title" in err
+
+
+def test_a_bad_latency_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--port", "0", "--latency", "soon"])
+    assert exited.value.code == 1
+    assert "--latency" in capsys.readouterr().err
