@@ -23,7 +23,6 @@ import httpx
 
 from reconciler.client import TypeformClient
 from reconciler.credentials import resolve_secret, resolve_token
-from reconciler.emulator import is_emulator_url, open_emulator
 from reconciler.errors import (
     ConfigError,
     FormNotFoundError,
@@ -95,6 +94,12 @@ def _api_url(desired: DesiredState, account: str, settings: Settings) -> str:
     return declared
 
 
+def _is_emulator(url: str) -> bool:
+    from reconciler.emulator import is_emulator_url
+
+    return is_emulator_url(url)
+
+
 @asynccontextmanager
 async def open_clients(
     desired: DesiredState,
@@ -112,7 +117,9 @@ async def open_clients(
             url = _api_url(desired, name, settings)
             transport = settings.transport_factory(name) if settings.transport_factory else None
             token = resolve_token(account, environ=settings.environ)
-            if is_emulator_url(url):
+            if _is_emulator(url):
+                from reconciler.emulator import open_emulator  # starlette only when used
+
                 emulated = open_emulator(url)
                 transport = transport or emulated.transport
                 url = emulated.base_url
@@ -269,13 +276,14 @@ async def plan(
     state: State,
     *,
     environ: Mapping[str, str],
-    options: PlanOptions = PlanOptions(),
+    options: PlanOptions | None = None,
     now: Callable[[], str] = utc_now,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     hashes: FingerprintCache | None = None,
 ) -> Planned:
     """Refresh every form in scope and diff it against the manifests."""
     hashes = hashes or FingerprintCache()
+    options = options or PlanOptions()
     secrets = resolve_secrets(desired, options.targets, environ=environ)
     scope = forms_in_scope(desired, state, options.targets)
     live = await refresh(desired, clients, scope, on_progress=on_progress)

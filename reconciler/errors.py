@@ -101,7 +101,6 @@ class StalePlanError(PlanError):
     """A saved plan was made against live webhooks that have changed since."""
 
 
-
 class UnsafePlanError(PlanError):
     """A plan would delete more than allowed, or every managed webhook of an account."""
 

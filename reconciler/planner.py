@@ -86,13 +86,14 @@ def build_plan(
     managed: Collection[WebhookKey],
     secrets: Mapping[WebhookKey, SecretStatus],
     created_at: str,
-    options: PlanOptions = PlanOptions(),
+    options: PlanOptions | None = None,
 ) -> Plan:
     """Compute what apply would do.
 
     ``managed`` is the state file's set of webhooks this tool applied; ``secrets`` says, for each
     desired webhook that declares a secret, how it compares with the live one.
     """
+    options = options or PlanOptions()
     declared = {w.key: w for w in desired.webhooks if in_targets(w.key, options.targets)}
     live_by_key = {
         w.key: w for hooks in live.values() for w in hooks if in_targets(w.key, options.targets)

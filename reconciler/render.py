@@ -16,6 +16,7 @@ from rich.text import Text
 
 from reconciler.models import (
     DEFAULT_ACCOUNT,
+    SENSITIVE,
     Action,
     Change,
     FieldChange,
@@ -187,9 +188,11 @@ def _name(row: Mapping[str, Any]) -> str:
     return f"{prefix}{row['form_id']}/{row['tag']}"
 
 
-def _value(value: Any) -> str:
+def _value(value: Any, *, field: str = "") -> str:
+    if value == SENSITIVE:
+        return SENSITIVE  # not a string the user wrote: print it bare, like Terraform
     if value is None:
-        return "null"
+        return "(unknown)" if field == "secret" else "null"
     return json.dumps(value, sort_keys=True)
 
 
@@ -206,7 +209,8 @@ def _field_lines(row: Mapping[str, Any]) -> list[tuple[str, str]]:
         elif action == "delete":
             lines.append(("-", f"{name} = {_value(c['before'])}"))
         else:
-            lines.append(("~", f"{name} = {_value(c['before'])} -> {_value(c['after'])}"))
+            before, after = _value(c["before"], field=c["field"]), _value(c["after"])
+            lines.append(("~", f"{name} = {before} -> {after}"))
     return lines
 
 

@@ -1,10 +1,10 @@
-"""Golden planner cases: each folder under tests/cases/ is one scenario, readable as documentation.
+"""Golden planner cases: each folder under tests/cases/ is one scenario, read like documentation.
 
-A case holds ``manifests/`` (desired), ``live.json`` (what the API returns, ``{"webhooks": [...]}``),
-an optional ``case.json`` (``managed``: keys in the state file as ``FORM/TAG``; ``prune``;
-``targets``; ``secrets``: ``FORM/TAG -> in_sync|changed|unknown``), and the expected ``plan.json``
-and ``plan.txt``. Regenerate after an intended change with ``UPDATE_GOLDEN=1 make test`` and review
-the diff like code.
+A case holds ``manifests/`` (desired), ``live.json`` (what the API returns as
+``{"webhooks": [...]}``) and an optional ``case.json``: ``managed`` (state-file keys as
+``FORM/TAG``), ``prune``, ``targets`` and ``secrets`` (``FORM/TAG`` -> ``in_sync`` | ``changed``
+| ``unknown``). The expected output is ``plan.json`` and ``plan.txt``. After an intended change,
+regenerate with ``UPDATE_GOLDEN=1 make test`` and review the diff like code.
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ def format_option(f: F) -> F:
 
 
 def color_option(f: F) -> F:
-    return click.option(
-        "--no-color", is_flag=True, default=False, help="Never colour the output."
-    )(f)
+    return click.option("--no-color", is_flag=True, default=False, help="Never colour the output.")(
+        f
+    )
 
 
 def logging_options(f: F) -> F:

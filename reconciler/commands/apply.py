@@ -20,7 +20,6 @@ from reconciler.commands._options import (
 from reconciler.commands._runtime import (
     api_options,
     load,
-    make_console,
     make_settings,
     parse_targets,
     progress_bar,
@@ -33,7 +32,7 @@ from reconciler.errors import ApplyError, PlanError
 from reconciler.models import Plan, WebhookKey
 from reconciler.planner import DEFAULT_MAX_DELETES, PlanOptions, check_safety
 from reconciler.records import RecordWriter, new_run_id
-from reconciler.render import plan_from_json, plan_summary_line, plan_to_json
+from reconciler.render import plan_from_json, plan_to_json
 from reconciler.state import ApplyLock, FingerprintCache, State, load_state, save_state
 
 DEFAULT_RECORDS = Path(".reconcile/records.jsonl")
