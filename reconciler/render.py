@@ -217,7 +217,7 @@ def _field_lines(row: Mapping[str, Any]) -> list[tuple[str, str]]:
 def plan_summary_line(doc: Mapping[str, Any]) -> str:
     s = doc["summary"]
     if not (s["create"] or s["update"] or s["delete"]):
-        line = f"No changes. {s['noop']} webhook(s) in sync"
+        line = f"No changes. Live webhooks match the manifests: {s['noop']} unchanged"
     else:
         line = (
             f"Plan: {s['create']} to create, {s['update']} to update, "
