@@ -48,6 +48,7 @@ from typing import Any
 import filelock
 
 from reconciler.errors import LockHeldError, StateError
+from reconciler.fileio import write_atomic
 from reconciler.models import WebhookKey
 
 __all__ = [
@@ -227,49 +228,12 @@ def save_state(path: Path, state: State) -> None:
     """Write the state file atomically: readers see the old file or the new one, never half."""
     data = (json.dumps(state.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     try:
-        _write_atomic(path, data)
+        write_atomic(path, data)
     except OSError as exc:
         raise StateError(
             f"cannot write state file {path}: {exc.strerror or exc}; "
             "the previous state file, if any, is unchanged"
         ) from exc
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # 0o666 lets the umask decide, as for any file the user creates; an existing file keeps
-    # the permissions its owner gave it.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                os.fchmod(fd, path.stat().st_mode & 0o777)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- secret fingerprints
@@ -597,7 +561,7 @@ class ApplyLock:
                 command=self.command,
             )
             data = (json.dumps(holder.to_json(), indent=2) + "\n").encode("utf-8")
-            _write_atomic(holder_path(self.state_path), data)
+            write_atomic(holder_path(self.state_path), data)
             self.holder = holder
         except BaseException as exc:
             self._lock.release()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import anyio
@@ -27,7 +26,8 @@ from reconciler.commands._runtime import (
 )
 from reconciler.controller import Planned, open_clients
 from reconciler.controller import plan as make_plan
-from reconciler.errors import StateError
+from reconciler.errors import PlanError
+from reconciler.fileio import write_json_atomic
 from reconciler.planner import PlanOptions
 from reconciler.render import plan_to_json, render_plan_markdown, render_plan_text
 from reconciler.state import load_state
@@ -35,20 +35,11 @@ from reconciler.state import load_state
 EXIT_CHANGES = 2
 
 
-def write_json_atomically(path: Path, payload: object) -> None:
-    """Plans are written whole or not at all (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+def save_plan(path: Path, doc: dict[str, object]) -> None:
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_json_atomic(path, doc)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StateError(f"cannot write {path}: {exc.strerror}") from exc
+        raise PlanError(f"cannot write the plan to {path}: {exc.strerror or exc}") from exc
 
 
 def print_plan(doc: dict[str, object], *, output_format: str, no_color: bool) -> None:
@@ -111,7 +102,7 @@ def plan(
     planned = anyio.run(run)
     doc = plan_to_json(planned.plan)
     if out is not None:
-        write_json_atomically(out, doc)
+        save_plan(out, doc)
     print_plan(doc, output_format=output_format, no_color=no_color)
     if out is not None and output_format == OutputFormat.TEXT:
         click.echo(f"\nSaved the plan to {out}; run `reconcile apply --plan {out}` to execute it.")

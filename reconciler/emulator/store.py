@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import secrets
 import string
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +28,7 @@ from typing import Any
 from reconciler.emulator.faults import Faults
 from reconciler.emulator.seed import DEMO_SEED, Seed, hash_secret, parse_seed
 from reconciler.errors import ConfigError
+from reconciler.fileio import write_json_atomic
 from reconciler.models import DEFAULT_RATE
 
 __all__ = [
@@ -457,7 +456,7 @@ class EmulatorStore:
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a reader sees the old file or the new one, never half of one."""
-        _atomic_write_json(Path(path), self.to_json())
+        write_json_atomic(Path(path), self.to_json())
 
     @classmethod
     def load(cls, path: str | Path, *, now: Callable[[], datetime] = utc_now) -> EmulatorStore:
@@ -484,21 +483,6 @@ def _event_types(value: Mapping[str, bool] | None) -> dict[str, bool]:
         "form_response": bool(value.get("form_response", False)),
         "form_response_partial": bool(value.get("form_response_partial", False)),
     }
-
-
-def _atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- helpers for files
