@@ -7,7 +7,8 @@ it, while the requests themselves overlap (a request's latency is not added to t
 
 How: a task first takes a concurrency token (``anyio.CapacityLimiter``, which bounds in-flight
 requests), then reserves the next free start slot, then sleeps until that slot *outside* any lock,
-so many tasks wait for their slots at once and each starts the moment its slot comes. Before
+so many tasks wait for their slots at once and each starts the moment its slot comes (the last
+couple of milliseconds are spent yielding rather than sleeping, because timers fire late). Before
 starting, a task checks that no start happened less than ``1/rate`` ago (a predecessor may have
 woken late) and that no ``hold`` was placed meanwhile; if either is not so, it waits again.
 ``hold(seconds)`` pushes every future start of the account out (a 429's ``Retry-After``).
@@ -25,12 +26,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.lowlevel
 
 __all__ = ["Pacer"]
 
 # Float rounding of slot arithmetic can leave a start a few nanoseconds "early"; waiting that long
 # again would only cost another timer wake-up.
 _EPSILON = 1e-9
+TIMER_SLACK = 0.002
+"""Default ``timer_slack`` with the real clock: a little more than an event loop's lateness."""
 
 
 class Pacer:
@@ -47,7 +51,14 @@ class Pacer:
         concurrency: int = 4,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        timer_slack: float | None = None,
     ) -> None:
+        """``timer_slack``: how long before a slot to stop sleeping and instead yield to the
+        event loop until the slot comes. An event loop's timers fire late (about 1 ms on
+        Linux, where epoll rounds up to milliseconds); without slack that lateness would be
+        passed on from each request to the next. ``None`` means 2 ms with the real clock and
+        sleep, and 0 with injected ones (a fake clock does not move while a task yields).
+        """
         if not rate > 0 or math.isinf(rate):
             raise ValueError(f"rate must be a positive number of requests per second, got {rate}")
         if concurrency < 1:
@@ -57,6 +68,10 @@ class Pacer:
         self.interval = 1.0 / self.rate
         self._clock = clock
         self._sleep = sleep
+        if timer_slack is None:
+            real = clock is time.monotonic and sleep is anyio.sleep
+            timer_slack = TIMER_SLACK if real else 0.0
+        self.timer_slack = timer_slack
         self._limiter = anyio.CapacityLimiter(concurrency)
         # Reservation and start are synchronous (no await inside), so they are already atomic
         # for tasks of one event loop; the lock also keeps them atomic if a pacer is ever shared
@@ -86,15 +101,24 @@ class Pacer:
         began = self._clock()
         target = self._reserve()
         while True:
-            delay = target - self._clock()
-            if delay > _EPSILON:
-                await self._sleep(delay)
+            await self._wait_until(target)
             verdict = self._try_start()
             if verdict is None:
                 waited = self._clock() - began
                 self.wait_seconds += waited
                 return waited
             target = verdict
+
+    async def _wait_until(self, target: float) -> None:
+        while True:
+            remaining = target - self._clock()
+            if remaining <= _EPSILON:
+                return
+            if remaining > self.timer_slack:
+                await self._sleep(remaining - self.timer_slack)
+            else:
+                # Within the slack of the slot: a timer would fire late, so yield instead.
+                await anyio.lowlevel.checkpoint()
 
     def hold(self, seconds: float) -> None:
         """No request of this account starts within ``seconds`` from now (e.g. ``Retry-After``).

@@ -285,3 +285,44 @@ def test_no_two_starts_are_ever_closer_than_one_interval(
     starts = anyio.run(main)
     assert len(starts) == count
     assert min(gaps(starts)) >= 1 / rate - 1e-6  # the pacer may start 1 ns early (float noise)
+
+
+class LateTimers:
+    """A clock that ticks 1 µs per reading and a sleep that always wakes 1 ms late."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.000001
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds + 0.001
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize(
+    ("slack", "lateness_at_least", "lateness_at_most"),
+    [(0.002, 0.0, 0.0001), (0.0, 0.001, 0.0012)],
+)
+async def test_timer_slack_absorbs_late_timers_by_yielding_near_the_slot(
+    slack: float, lateness_at_least: float, lateness_at_most: float
+) -> None:
+    clock = LateTimers()
+    pacer = Pacer(rate=2.0, clock=clock, sleep=clock.sleep, timer_slack=slack)
+    first = None
+    lateness = []
+    for n in range(10):
+        await pacer.wait_for_start()
+        start = clock.now
+        first = start if first is None else first
+        lateness.append(start - (first + n * 0.5))
+    # Without slack every start inherits the 1 ms timer lateness; with it, a few clock ticks.
+    assert lateness_at_least <= max(lateness) <= lateness_at_most
+
+
+def test_timer_slack_defaults_to_2_ms_with_the_real_clock_and_0_with_injected_ones() -> None:
+    clock = VirtualClock()
+    assert Pacer(rate=2.0).timer_slack == 0.002
+    assert Pacer(rate=2.0, clock=clock, sleep=clock.sleep).timer_slack == 0.0
