@@ -324,6 +324,7 @@ class TypeformClient:
                 f"the API URL of account '{account}' must be an absolute http(s) URL, "
                 f"got {base_url!r}"
             )
+        token = token.strip()  # a token read from a file often ends with a newline
         self.account = account
         self.read_only = read_only
         self.metrics = ClientMetrics()

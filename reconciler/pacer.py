@@ -120,6 +120,11 @@ class Pacer:
                 # Within the slack of the slot: a timer would fire late, so yield instead.
                 await anyio.lowlevel.checkpoint()
 
+    @property
+    def held_until(self) -> float:
+        """The clock reading before which no request starts (``-inf`` when never held)."""
+        return self._hold_until
+
     def hold(self, seconds: float) -> None:
         """No request of this account starts within ``seconds`` from now (e.g. ``Retry-After``).
 

@@ -462,7 +462,7 @@ async def test_a_429_with_retry_after_in_seconds_holds_the_accounts_pacer_that_l
     async with make_client() as client:
         assert await client.list_webhooks("abc123") == []
         # The hold is the account's: the next request of any task waits for it too.
-        assert client.pacer._hold_until == pytest.approx(started + 2.0)
+        assert client.pacer.held_until == pytest.approx(started + 2.0)
         metrics = client.metrics
     assert clock() - started == pytest.approx(2.0)
     assert metrics.throttled == 1
@@ -927,3 +927,43 @@ async def test_clients_of_one_account_can_share_a_pacer(
             await client.list_webhooks("abc123")
     assert clock() - started == pytest.approx(0.5)
     assert pacer.wait_seconds == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- the emulator
+
+
+async def test_the_client_and_the_emulator_agree_on_every_shape(
+    inprocess_client_transport: httpx.AsyncBaseTransport, clock: InstantClock
+) -> None:
+    body = {
+        "url": "https://hooks.example.com/agree",
+        "enabled": False,
+        "verify_ssl": True,
+        "event_types": {"form_response": True, "form_response_partial": True},
+        "secret": SECRET,
+    }
+    async with TypeformClient(
+        base_url="http://emulator.invalid",
+        token=TOKEN,
+        transport=inprocess_client_transport,
+        clock=clock,
+        sleep=clock.sleep,
+    ) as client:
+        forms = await client.list_forms()
+        assert forms
+        form_id = forms[0]["id"]
+        assert (await client.get_form(form_id))["id"] == form_id
+        assert await client.list_workspaces()
+        written = await client.put_webhook(form_id, "agree", body)
+        assert written.webhook is not None
+        assert written.webhook.url == body["url"]
+        assert written.webhook.enabled is False
+        assert written.webhook.event_types == EventTypes(True, True)
+        live = await client.get_webhook(form_id, "agree")
+        assert live.id == written.webhook.id
+        assert "agree" in [w.key.tag for w in await client.list_webhooks(form_id)]
+        assert await client.delete_webhook(form_id, "agree") == Written(None, 1)
+        with pytest.raises(WebhookNotFoundError):
+            await client.get_webhook(form_id, "agree")
+        with pytest.raises(FormNotFoundError):
+            await client.list_webhooks("nosuchform")
