@@ -278,7 +278,8 @@ def _read_file(path: Path, diagnostics: list[Diagnostic]) -> list[_Doc]:
         loc = _offset_loc(file, data[: exc.start].decode("utf-8", "replace"))
         diagnostics.append(Diagnostic(loc, "not UTF-8 text (manifests must be UTF-8)"))
         return []
-    base_dir = str(path.resolve().parent)
+    # As given (relative stays relative), so a saved plan names the same place in any checkout.
+    base_dir = str(path.parent)
     docs: list[_Doc] = []
     try:
         for node in yaml.compose_all(text, Loader=_YAML_LOADER):

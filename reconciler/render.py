@@ -61,6 +61,15 @@ def _untouched_json(item: UntouchedWebhook, *, with_reason: bool) -> dict[str, A
     return row
 
 
+def _secret_ref_json(ref: SecretRef | None) -> dict[str, str] | None:
+    """Where apply reads the secret: a variable's name or a file's path, never the value."""
+    if ref is None:
+        return None
+    if ref.source is SecretSource.FILE:
+        return {"file": ref.name, "base_dir": ref.base_dir}
+    return {ref.source.value: ref.name}
+
+
 def _change_json(change: Change) -> dict[str, Any]:
     ref = change.secret_ref
     return {
@@ -74,9 +83,7 @@ def _change_json(change: Change) -> dict[str, Any]:
         "reason": change.reason,
         "webhook_id": change.webhook_id,
         "location": str(change.location) if change.location else None,
-        "secret_ref": (
-            {ref.source.value: ref.name, "base_dir": ref.base_dir} if ref is not None else None
-        ),
+        "secret_ref": _secret_ref_json(ref),
     }
 
 
