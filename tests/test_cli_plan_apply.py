@@ -865,6 +865,26 @@ def test_atomic_apply_reverts_the_writes_that_landed_when_one_fails(
     assert writes(reconcile.plan_json()) == writes(planned)
 
 
+def test_apply_with_format_json_prints_only_the_plan_document_on_stdout(
+    reconcile: Reconcile,
+) -> None:
+    reconcile.write_base(secret=False)
+
+    applied = reconcile("apply", "--auto-approve", "--format", "json")
+    again = reconcile("apply", "--auto-approve", "--format", "json")
+
+    assert applied.code == 0, applied.err
+    assert writes(applied.json()) == {
+        "onbrd01/intake": "create",
+        "onbrd01/legacy-zapier": "delete",
+        "onbrd02/company": "create",
+    }
+    assert "+ onbrd01/intake: created" in applied.err
+    assert "Apply complete: 2 created, 1 deleted, 0 failed." in applied.err
+    assert again.json()["summary"]["noop"] == 3
+    assert "Nothing to apply." in again.err
+
+
 # --------------------------------------------------------------------------- records
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import click
 
 from reconciler.applier import ActionResult, ApplyOutcome, apply_plan
 from reconciler.commands._options import (
+    OutputFormat,
     color_option,
     format_option,
     logging_options,
@@ -49,7 +51,7 @@ def read_saved_plan(path: Path) -> Plan:
         raise PlanError(f"{path} is not a plan saved by `reconcile plan --out`: {exc}") from exc
 
 
-def confirm() -> None:
+def confirm(*, to_stderr: bool = False) -> None:
     """Ask on a terminal; refuse outright when nobody can answer (CI, pipes)."""
     if not sys.stdin.isatty():
         raise PlanError(
@@ -57,13 +59,16 @@ def confirm() -> None:
             "Review the plan, then pass --auto-approve (or apply a saved plan with --plan)."
         )
     answer = click.prompt(
-        "Apply these changes? Only 'yes' is accepted", default="", show_default=False
+        "Apply these changes? Only 'yes' is accepted",
+        default="",
+        show_default=False,
+        err=to_stderr,
     )
     if answer.strip() != "yes":
         raise click.exceptions.Abort()
 
 
-def report(result: ActionResult) -> None:
+def report(result: ActionResult, *, to_stderr: bool = False) -> None:
     key = result.change.key
     verb = _PAST[result.operation] if result.success else f"{result.operation} FAILED"
     line = f"{result.change.action.glyph if result.operation != 'revert' else '↺'} {key}: {verb}"
@@ -71,7 +76,7 @@ def report(result: ActionResult) -> None:
         line += f" after {result.attempts} attempts"
     if result.error:
         line += f": {result.error}"
-    click.echo(line, err=not result.success)
+    click.echo(line, err=to_stderr or not result.success)
 
 
 def summary(outcome: ApplyOutcome) -> str:
@@ -145,6 +150,9 @@ def apply(
     options = PlanOptions(prune=prune, targets=parse_targets(targets))
     run_id = new_run_id()
     hashes = FingerprintCache()
+    # With --format json, stdout carries the plan document alone (it must parse); what a person
+    # reads while apply runs goes to stderr.
+    human_err = output_format == OutputFormat.JSON
 
     with ApplyLock(state_path, command="apply"):
         state = load_state(state_path)
@@ -176,7 +184,7 @@ def apply(
                 if not the_plan.has_changes:
                     return None
                 if not auto_approve and saved is None:
-                    await anyio.to_thread.run_sync(confirm)
+                    await anyio.to_thread.run_sync(partial(confirm, to_stderr=human_err))
                 with RecordWriter(records_path) as writer:
 
                     def persist(new_state: State) -> None:
@@ -192,17 +200,17 @@ def apply(
                         fingerprint=hashes.fingerprint,
                         record=writer.write,
                         on_state=persist,
-                        on_result=report,
+                        on_result=partial(report, to_stderr=human_err),
                         atomic=atomic,
                     )
 
         outcome = anyio.run(run)
 
     if outcome is None:
-        click.echo("\nNothing to apply.")
+        click.echo("\nNothing to apply.", err=human_err)
         return 0
     line = summary(outcome)
-    click.echo("\n" + line + f" Records: {records_path} (run {run_id}).")
+    click.echo("\n" + line + f" Records: {records_path} (run {run_id}).", err=human_err)
     if not outcome.ok:
         raise ApplyError(
             f"{len(outcome.failed)} write(s) failed; the others were applied"
