@@ -160,6 +160,11 @@ class Reconcile:
 
         anyio.run(put)
 
+    def requests(self) -> dict[str, dict[str, int]]:
+        """What the emulator answered so far: by ``METHOD /route/{template}``, then status."""
+        routes: dict[str, dict[str, int]] = open_emulator(self.url).store.stats.to_json()["routes"]
+        return routes
+
     def script_faults(self, *rules: dict[str, Any]) -> None:
         configure(self.emulator_path, faults={"script": list(rules)})
 
@@ -229,6 +234,45 @@ def test_plan_text_shows_creates_deletes_and_unmanaged_and_writes_nothing(
     )
     assert reconcile.live() == before
     assert not reconcile.state.exists()
+    assert not reconcile.records.exists()
+
+
+def test_plan_reads_each_form_in_scope_once_including_forms_known_only_from_state(
+    reconcile: Reconcile,
+) -> None:
+    reconcile.write_base(secret=False)
+    reconcile.write_set("feedback", [FEEDBACK], secret=False)
+
+    assert reconcile("plan").code == 0
+
+    assert reconcile.requests() == {"GET /forms/{form_id}/webhooks": {"200": 3}}
+
+    reconcile.apply_ok()
+    # onbrd02 is no longer declared, but the state file says the tool owns a webhook there.
+    reconcile.write_set("onboarding", [INTAKE, LEGACY_ABSENT], secret=False)
+    before = reconcile.requests()["GET /forms/{form_id}/webhooks"]["200"]
+
+    doc = reconcile.plan_json()
+
+    assert reconcile.requests()["GET /forms/{form_id}/webhooks"]["200"] == before + 3
+    assert names(doc["prune_skipped"]) == ["onbrd02/company"]
+
+
+def test_a_declared_form_that_does_not_exist_is_an_error_naming_the_manifest_entry(
+    reconcile: Reconcile,
+) -> None:
+    missing = {"form_id": "nosuch1", "tag": "intake", "url": "https://hooks.example.com/x"}
+    reconcile.write_set("onboarding", [INTAKE, missing], secret=False)
+
+    planned = reconcile("plan")
+    applied = reconcile("apply", "--auto-approve")
+
+    for result in (planned, applied):
+        assert result.code == 1
+        assert "onboarding.yaml:" in result.err
+        assert "nosuch1" in result.err
+        assert "Internal error" not in result.err
+    assert "onbrd01/intake" not in reconcile.live()
     assert not reconcile.records.exists()
 
 
@@ -476,6 +520,20 @@ def test_saved_plan_applies_without_a_prompt_and_then_nothing_is_left(
     assert {"onbrd01/intake", "onbrd02/company"} <= live.keys()
     assert "onbrd01/legacy-zapier" not in live
     assert reconcile("plan", "--detailed-exitcode").code == 0
+
+
+def test_saved_plan_with_nothing_to_do_applies_nothing(reconcile: Reconcile) -> None:
+    reconcile.write_base(secret=False)
+    reconcile.apply_ok()
+    plan_file = reconcile.root / "plan.json"
+    assert reconcile("plan", "--out", str(plan_file)).code == 0
+    lines = len(reconcile.records_lines())
+
+    result = reconcile("apply", "--plan", str(plan_file))
+
+    assert result.code == 0, result.err
+    assert "Nothing to apply." in result.out
+    assert len(reconcile.records_lines()) == lines
 
 
 def test_saved_plan_is_refused_when_a_touched_form_changed_since(reconcile: Reconcile) -> None:
