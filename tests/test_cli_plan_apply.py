@@ -649,7 +649,7 @@ class _Terminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize(("answer", "code"), [("yes\n", 0), ("y\n", 130), ("\n", 130)])
+@pytest.mark.parametrize(("answer", "code"), [("yes\n", 0), ("y\n", 1), ("\n", 1)])
 def test_apply_on_a_terminal_asks_and_applies_only_after_yes(
     reconcile: Reconcile, monkeypatch: pytest.MonkeyPatch, answer: str, code: int
 ) -> None:
@@ -664,7 +664,7 @@ def test_apply_on_a_terminal_asks_and_applies_only_after_yes(
     if code == 0:
         assert "onbrd01/intake" in reconcile.live()
     else:
-        assert "Aborted." in result.err
+        assert "apply cancelled" in result.err
         assert reconcile.live() == before
         assert not reconcile.records.exists()
 

@@ -65,7 +65,8 @@ def confirm(*, to_stderr: bool = False) -> None:
         err=to_stderr,
     )
     if answer.strip() != "yes":
-        raise click.exceptions.Abort()
+        # Declining is an answer, not an interruption: exit 1 like any refusal (Ctrl-C stays 130).
+        raise PlanError("apply cancelled: only 'yes' approves the plan; nothing was written.")
 
 
 def report(result: ActionResult, *, to_stderr: bool = False) -> None:
