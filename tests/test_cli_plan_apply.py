@@ -219,10 +219,11 @@ def test_plan_text_shows_creates_deletes_and_unmanaged_and_writes_nothing(
     reconcile.write_base()
     before = reconcile.live()
 
-    result = reconcile("plan", "--no-color")
+    result = reconcile("plan")
 
     assert result.code == 0, result.err
     out = result.out
+    assert "\x1b[" not in out  # colour only on a terminal
     assert "  + onbrd01/intake  will be created" in out
     assert "  + onbrd02/company  will be created" in out
     assert "  - onbrd01/legacy-zapier  will be deleted" in out
@@ -567,6 +568,30 @@ def test_saved_plan_is_not_stale_when_only_an_untouched_form_changed(
 
     assert result.code == 0, result.err
     assert "onbrd01/intake" in reconcile.live()
+
+
+def test_saved_plan_reads_a_file_secret_relative_to_its_manifest_and_guards_it(
+    reconcile: Reconcile,
+) -> None:
+    hook = {**INTAKE, "secret": {"file": "intake.secret"}}
+    reconcile.write_set("onboarding", [hook], secret=False)
+    secret_file = reconcile.manifests / "intake.secret"
+    secret_file.write_text(SECRET + "\n", encoding="utf-8")
+    relative = [Path("manifests")]  # as a user in the checkout types it
+    plan_file = reconcile.root / "plan.json"
+    assert reconcile("plan", "--out", str(plan_file), paths=relative).code == 0
+    [row] = json.loads(plan_file.read_text(encoding="utf-8"))["actions"]
+    assert row["secret_ref"] == {"file": "intake.secret", "base_dir": "manifests"}
+
+    secret_file.write_text(ROTATED + "\n", encoding="utf-8")
+    refused = reconcile("apply", "--plan", str(plan_file), paths=relative)
+    secret_file.write_text(SECRET + "\n", encoding="utf-8")
+    applied = reconcile("apply", "--plan", str(plan_file), paths=relative)
+
+    assert refused.code == 1
+    assert "secret of onbrd01/intake changed" in refused.err
+    assert applied.code == 0, applied.err
+    assert reconcile.live()["onbrd01/intake"]["secret_sha256"] == hash_secret(SECRET)
 
 
 def test_saved_plan_is_refused_when_its_secret_changed_since(
