@@ -66,7 +66,6 @@ class Session:
     def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
         self._capsys = capsys
         self.transcript: list[str] = []
-        self.codes: list[tuple[str, int]] = []
 
     def __call__(self, *argv: str) -> int:
         before = self._capsys.readouterr()
@@ -77,7 +76,6 @@ class Session:
         self.transcript += [out, err]
         code = exited.value.code
         assert isinstance(code, int)
-        self.codes.append((" ".join(argv[:2]), code))
         return code
 
 
