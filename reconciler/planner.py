@@ -215,13 +215,22 @@ def _without_secret(essence: Mapping[str, object]) -> dict[str, object]:
     return {k: v for k, v in essence.items() if k != "secret"}
 
 
-def check_safety(plan: Plan, *, max_deletes: int, allow_empty: bool) -> None:
-    """Refuse plans that delete too much (SPEC section 4 and 6), before anything is written.
+def check_safety(
+    plan: Plan,
+    desired: DesiredState,
+    *,
+    managed: Collection[WebhookKey],
+    max_deletes: int,
+    allow_empty: bool,
+) -> None:
+    """Refuse plans that delete too much (SPEC sections 4 and 6), before anything is written.
 
     * more deletions than ``max_deletes``;
-    * deleting every webhook the tool manages on an account, so that none it manages would be
-      left (declared, or kept back by a skipped prune): the signature of a manifest directory
-      that went missing.
+    * deletions by ownership (``--prune``) that would leave an account with nothing the tool
+      manages: no webhook declared present anywhere in the manifests (not only in ``--target``
+      scope) and none left in the state file (``managed``). That is the signature of a manifest
+      directory that went missing. Explicit ``state: absent`` deletions are intent, not inference,
+      and never count as emptying an account.
     """
     deletes = [c for c in plan.changes if c.action is Action.DELETE]
     if len(deletes) > max_deletes:
@@ -229,17 +238,23 @@ def check_safety(plan: Plan, *, max_deletes: int, allow_empty: bool) -> None:
             f"the plan deletes {len(deletes)} webhooks, more than --max-deletes {max_deletes}; "
             "review it with `reconcile plan`, then raise --max-deletes if it is right"
         )
-    if allow_empty or not deletes:
+    if allow_empty:
         return
-    survivors: dict[str, int] = defaultdict(int)
-    for c in plan.changes:
-        if c.action is not Action.DELETE and c.after is not None:
-            survivors[c.key.account] += 1
-    for item in plan.prune_skipped:
-        survivors[item.key.account] += 1
-    emptied = sorted({c.key.account for c in deletes if survivors[c.key.account] == 0})
+    absent = {w.key for w in desired.webhooks if w.state is Presence.ABSENT}
+    inferred = [c for c in deletes if c.key not in absent]
+    if not inferred:
+        return
+    deleted = {c.key for c in deletes}
+    remaining: dict[str, int] = defaultdict(int)
+    for w in desired.webhooks:
+        if w.state is Presence.PRESENT:
+            remaining[w.key.account] += 1
+    for key in managed:
+        if key not in deleted:
+            remaining[key.account] += 1
+    emptied = sorted({c.key.account for c in inferred if not remaining[c.key.account]})
     if emptied:
         raise UnsafePlanError(
-            f"the plan deletes every managed webhook of account(s) {', '.join(emptied)}; "
-            "if the manifests are really meant to be empty, pass --allow-empty"
+            f"the plan deletes every managed webhook of account(s) {', '.join(emptied)} and the "
+            "manifests declare none there; if that is really meant, pass --allow-empty"
         )

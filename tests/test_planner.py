@@ -21,7 +21,7 @@ from reconciler.models import (
     WebhookSet,
 )
 from reconciler.normalize import SecretStatus
-from reconciler.planner import PlanOptions, build_plan, check_safety
+from reconciler.planner import PlanOptions, Target, build_plan, check_safety
 
 NOW = "2026-01-01T00:00:00Z"
 
@@ -129,16 +129,17 @@ def test_only_touched_forms_get_a_live_fingerprint() -> None:
 
 def test_more_deletions_than_max_deletes_is_refused() -> None:
     absent = [want("f1", f"t{i}", url=None, state=Presence.ABSENT) for i in range(3)]
+    manifests = desired(want("f1", "keep"), *absent)
     plan = build_plan(
-        desired(want("f1", "keep"), *absent),
+        manifests,
         live(have("f1", "keep"), *(have("f1", f"t{i}") for i in range(3))),
         managed=(),
         secrets={},
         created_at=NOW,
     )
     with pytest.raises(UnsafePlanError, match="--max-deletes 2"):
-        check_safety(plan, max_deletes=2, allow_empty=False)
-    check_safety(plan, max_deletes=3, allow_empty=False)
+        check_safety(plan, manifests, managed=(), max_deletes=2, allow_empty=False)
+    check_safety(plan, manifests, managed=(), max_deletes=3, allow_empty=False)
 
 
 def test_deleting_every_managed_webhook_of_an_account_needs_allow_empty() -> None:
@@ -151,9 +152,10 @@ def test_deleting_every_managed_webhook_of_an_account_needs_allow_empty() -> Non
         options=PlanOptions(prune=True),
     )
     assert plan.count(Action.DELETE) == 2
+    managed = {key("f1", "a"), key("f1", "b")}
     with pytest.raises(UnsafePlanError, match="--allow-empty"):
-        check_safety(plan, max_deletes=10, allow_empty=False)
-    check_safety(plan, max_deletes=10, allow_empty=True)
+        check_safety(plan, DesiredState(), managed=managed, max_deletes=10, allow_empty=False)
+    check_safety(plan, DesiredState(), managed=managed, max_deletes=10, allow_empty=True)
 
 
 def test_deleting_some_managed_webhooks_while_others_remain_is_allowed() -> None:
@@ -166,4 +168,38 @@ def test_deleting_some_managed_webhooks_while_others_remain_is_allowed() -> None
         options=PlanOptions(prune=True),
     )
     assert plan.count(Action.DELETE) == 1
-    check_safety(plan, max_deletes=10, allow_empty=False)
+    check_safety(
+        plan, desired(want("f1", "a")), managed={key("f1", "b")}, max_deletes=10, allow_empty=False
+    )
+
+
+def test_pruning_within_a_target_is_allowed_while_webhooks_outside_it_stay_declared() -> None:
+    plan = build_plan(
+        desired(want("f2", "kept")),
+        live(have("f1", "old")),
+        managed={key("f1", "old")},
+        secrets={},
+        created_at=NOW,
+        options=PlanOptions(prune=True, targets=(Target("f1"),)),
+    )
+    assert [c.action for c in plan.changes] == [Action.DELETE]
+    check_safety(
+        plan,
+        desired(want("f2", "kept")),
+        managed={key("f1", "old")},
+        max_deletes=10,
+        allow_empty=False,
+    )
+
+
+def test_explicit_absent_deletions_never_count_as_emptying_an_account() -> None:
+    only_absent = desired(want("f1", "gone", url=None, state=Presence.ABSENT))
+    plan = build_plan(
+        only_absent,
+        live(have("f1", "gone")),
+        managed={key("f1", "gone")},
+        secrets={},
+        created_at=NOW,
+    )
+    assert plan.count(Action.DELETE) == 1
+    check_safety(plan, only_absent, managed={key("f1", "gone")}, max_deletes=10, allow_empty=False)

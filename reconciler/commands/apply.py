@@ -35,7 +35,14 @@ from reconciler.models import Plan, WebhookKey
 from reconciler.planner import DEFAULT_MAX_DELETES, PlanOptions, check_safety
 from reconciler.records import RecordWriter, new_run_id
 from reconciler.render import plan_from_json, plan_to_json
-from reconciler.state import ApplyLock, FingerprintCache, State, load_state, save_state
+from reconciler.state import (
+    ApplyLock,
+    FingerprintCache,
+    State,
+    describe_holder,
+    load_state,
+    save_state,
+)
 
 DEFAULT_RECORDS = Path(".reconcile/records.jsonl")
 _PAST = {"create": "created", "update": "updated", "delete": "deleted", "revert": "reverted"}
@@ -155,7 +162,13 @@ def apply(
     # reads while apply runs goes to stderr.
     human_err = output_format == OutputFormat.JSON
 
-    with ApplyLock(state_path, command="apply"):
+    with ApplyLock(state_path, command="apply") as lock:
+        if lock.previous_holder is not None:
+            click.echo(
+                f"Note: took over the lock left by {describe_holder(lock.previous_holder)}, "
+                "which ended without releasing it.",
+                err=True,
+            )
         state = load_state(state_path)
 
         async def run() -> ApplyOutcome | None:
@@ -181,7 +194,13 @@ def apply(
                     the_plan, secrets = planned.plan, dict(planned.secrets)
                 doc: dict[str, Any] = plan_to_json(the_plan)
                 print_plan(doc, output_format=output_format, no_color=no_color)
-                check_safety(the_plan, max_deletes=max_deletes, allow_empty=allow_empty)
+                check_safety(
+                    the_plan,
+                    desired,
+                    managed=state.managed_keys(),
+                    max_deletes=max_deletes,
+                    allow_empty=allow_empty,
+                )
                 if not the_plan.has_changes:
                     return None
                 if not auto_approve and saved is None:
