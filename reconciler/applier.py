@@ -121,7 +121,7 @@ async def apply_plan(
         try:
             written = await call()
         except ReconcileError as exc:
-            attempts = getattr(exc, "attempts", 1)
+            attempts = exc.attempts if isinstance(exc, APIError) else 1
             settle(
                 ActionResult(
                     change,
@@ -129,7 +129,7 @@ async def apply_plan(
                     False,
                     _describe(exc),
                     change.webhook_id,
-                    attempts if isinstance(attempts, int) else 1,
+                    attempts,
                     _ms(started),
                 ),
                 None,

@@ -574,10 +574,15 @@ class TypeformClient:
         attempts: int,
         secrets: tuple[str, ...],
     ) -> NoReturn:
+        error: ReconcileError
         if response is not None:
-            raise self._status_error(route, response, attempts, secrets)
-        assert failure is not None
-        raise self._transport_error(route, failure, attempts, secrets) from failure
+            error = self._status_error(route, response, attempts, secrets)
+        else:
+            assert failure is not None
+            error = self._transport_error(route, failure, attempts, secrets)
+        if isinstance(error, APIError):
+            error.attempts = attempts
+        raise error from failure
 
     def _transport_error(
         self, route: _Route, exc: httpx.HTTPError, attempts: int, secrets: tuple[str, ...]

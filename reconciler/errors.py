@@ -117,7 +117,8 @@ class APIError(ReconcileError):
     """An error answered by the Typeform API, or met on the way to it.
 
     ``status`` is the HTTP status (``None`` for transport errors); ``code``, ``description`` and
-    ``details`` are Typeform's error body fields when it sent one.
+    ``details`` are Typeform's error body fields when it sent one; ``attempts`` how many times the
+    request was sent before giving up (for operation records).
     """
 
     def __init__(
@@ -130,8 +131,10 @@ class APIError(ReconcileError):
         details: Sequence[Any] = (),
         form_id: str | None = None,
         tag: str | None = None,
+        attempts: int = 1,
     ) -> None:
         super().__init__(message)
+        self.attempts = attempts
         self.status = status
         self.code = code
         self.description = description

@@ -435,6 +435,18 @@ async def test_a_5xx_is_retried_after_a_jittered_backoff_and_the_write_reports_t
     assert sum(clock.sleeps) == pytest.approx(max(clock.sleeps[0], 0.5))
 
 
+async def test_a_write_that_fails_on_every_attempt_says_how_many_attempts_it_made(
+    httpserver: HTTPServer, make_client: Callable[..., TypeformClient]
+) -> None:
+    httpserver.expect_request("/forms/abc123/webhooks/intake", method="PUT").respond_with_json(
+        error_body("DOWN", "maintenance"), status=503
+    )
+    async with make_client() as client:
+        with pytest.raises(ServerError) as caught:
+            await client.put_webhook("abc123", "intake", {"url": WEBHOOK["url"]})
+    assert caught.value.attempts == FAST.max_attempts
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
 async def test_a_server_error_on_every_attempt_becomes_server_error(
     httpserver: HTTPServer, make_client: Callable[..., TypeformClient], status: int
