@@ -17,14 +17,16 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from reconciler.client import TypeformClient
 from reconciler.commands._options import resolve_paths
-from reconciler.controller import Settings
+from reconciler.controller import Planned, Settings
+from reconciler.controller import plan as make_plan
 from reconciler.errors import ConfigError
 from reconciler.logs import configure_logging
 from reconciler.manifests import load_desired
 from reconciler.models import DesiredState
-from reconciler.planner import Target
-from reconciler.state import DEFAULT_STATE_PATH
+from reconciler.planner import PlanOptions, Target
+from reconciler.state import DEFAULT_STATE_PATH, FingerprintCache, State
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,3 +128,25 @@ def progress_bar(*, enabled: bool = True) -> Iterator[Callable[[int, int], None]
             bar.update(task, completed=done)
 
         yield update
+
+
+async def plan_with_progress(
+    desired: DesiredState,
+    clients: Mapping[str, TypeformClient],
+    state: State,
+    settings: Settings,
+    options: PlanOptions,
+    *,
+    hashes: FingerprintCache | None = None,
+) -> Planned:
+    """Refresh and plan, with the progress bar that plan and apply both show."""
+    with progress_bar() as progress:
+        return await make_plan(
+            desired,
+            clients,
+            state,
+            environ=settings.environ,
+            options=options,
+            on_progress=progress,
+            hashes=hashes,
+        )

@@ -24,12 +24,11 @@ from reconciler.commands._runtime import (
     load,
     make_settings,
     parse_targets,
-    progress_bar,
+    plan_with_progress,
     setup_logging,
 )
 from reconciler.commands.plan import print_plan
 from reconciler.controller import check_saved_plan, open_clients, utc_now
-from reconciler.controller import plan as make_plan
 from reconciler.errors import ApplyError, PlanError
 from reconciler.models import Plan, WebhookKey
 from reconciler.planner import DEFAULT_MAX_DELETES, PlanOptions, check_safety
@@ -181,16 +180,9 @@ def apply(
                         saved, desired, clients, environ=settings.environ, hashes=hashes
                     )
                 else:
-                    with progress_bar() as progress:
-                        planned = await make_plan(
-                            desired,
-                            clients,
-                            state,
-                            environ=settings.environ,
-                            options=options,
-                            on_progress=progress,
-                            hashes=hashes,
-                        )
+                    planned = await plan_with_progress(
+                        desired, clients, state, settings, options, hashes=hashes
+                    )
                     the_plan, secrets = planned.plan, dict(planned.secrets)
                 doc: dict[str, Any] = plan_to_json(the_plan)
                 print_plan(doc, output_format=output_format, no_color=no_color)

@@ -21,11 +21,10 @@ from reconciler.commands._runtime import (
     make_console,
     make_settings,
     parse_targets,
-    progress_bar,
+    plan_with_progress,
     setup_logging,
 )
 from reconciler.controller import Planned, open_clients
-from reconciler.controller import plan as make_plan
 from reconciler.errors import PlanError
 from reconciler.fileio import write_json_atomic
 from reconciler.planner import PlanOptions
@@ -89,15 +88,7 @@ def plan(
 
     async def run() -> Planned:
         async with open_clients(desired, settings, read_only=True) as clients:
-            with progress_bar() as progress:
-                return await make_plan(
-                    desired,
-                    clients,
-                    state,
-                    environ=settings.environ,
-                    options=options,
-                    on_progress=progress,
-                )
+            return await plan_with_progress(desired, clients, state, settings, options)
 
     planned = anyio.run(run)
     doc = plan_to_json(planned.plan)
