@@ -127,7 +127,7 @@ async def apply_plan(
                     change,
                     operation,
                     False,
-                    _describe(exc),
+                    str(exc),  # the client's message already names the HTTP status
                     change.webhook_id,
                     attempts,
                     _ms(started),
@@ -189,12 +189,6 @@ def _backward(api: WebhookAPI, result: ActionResult) -> Callable[[], Awaitable[W
     assert change.before is not None
     body = write_body(change.before, None)
     return lambda: api.put_webhook(key.form_id, key.tag, body)
-
-
-def _describe(exc: ReconcileError) -> str:
-    if isinstance(exc, APIError) and exc.status is not None:
-        return f"{exc} (HTTP {exc.status})" if str(exc.status) not in str(exc) else str(exc)
-    return str(exc)
 
 
 def _ms(started: float) -> int:
