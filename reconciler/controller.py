@@ -156,8 +156,9 @@ def forms_in_scope(
     for hook in desired.webhooks:
         if in_targets(hook.key, targets):
             scope[hook.key.account].add(hook.key.form_id)
+    accounts = set(desired.account_names())
     for key in state.managed_keys():
-        if in_targets(key, targets) and key.account in desired.account_names():
+        if in_targets(key, targets) and key.account in accounts:
             scope[key.account].add(key.form_id)
     return {account: sorted(forms) for account, forms in sorted(scope.items())}
 
