@@ -218,7 +218,8 @@ def detect_drift(
 
     Inputs are those of ``build_plan`` plus ``last_applied`` (the state file's last-applied
     body per webhook, API field names, no secret) and ``heal_suspended`` (webhooks ``watch
-    --heal`` stopped correcting).
+    --heal`` stopped correcting). ``live`` holds every refreshed form, an empty list for a
+    form with no webhook; declared webhooks on a form it does not hold are not judged.
 
     Statuses follow the plan's buckets:
 
@@ -232,7 +233,13 @@ def detect_drift(
       a deletion nobody asked to run; with ``prune=True`` it is ``drifted``, as the plan would
       delete it.
     """
-    declared = {w.key: w for w in desired.webhooks if in_targets(w.key, targets)}
+    # As in the plan: a form missing from ``live`` was not refreshed (its account failed), so
+    # its declared webhooks are unknown, not missing, and are left out of the report.
+    declared = {
+        w.key: w
+        for w in desired.webhooks
+        if in_targets(w.key, targets) and (w.key.account, w.key.form_id) in live
+    }
     live_by_key = {w.key: w for hooks in live.values() for w in hooks if in_targets(w.key, targets)}
     exclusive = desired.exclusive_forms()
     suspended = frozenset(heal_suspended)
@@ -260,12 +267,8 @@ def detect_drift(
     return DriftReport(
         checked_at=checked_at,
         webhooks=tuple(rows),
-        scope=tuple(_target_text(t) for t in targets),
+        scope=tuple(str(t) for t in targets),
     )
-
-
-def _target_text(target: Target) -> str:
-    return target.form_id if target.tag is None else f"{target.form_id}/{target.tag}"
 
 
 def _compared(essence: Mapping[str, Any]) -> dict[str, Any]:

@@ -105,9 +105,13 @@ def drift(
     secrets: dict[WebhookKey, SecretStatus] | None = None,
     **kw: Any,
 ) -> DriftReport:
+    refreshed: dict[tuple[str, str], list[LiveWebhook]] = {
+        (w.key.account, w.key.form_id): [] for w in state.webhooks
+    }
+    refreshed.update(live_forms)
     return detect_drift(
         state,
-        live_forms,
+        refreshed,
         managed=managed or tuple((last or {}).keys()),
         last_applied=last or {},
         secrets=secrets or {},
@@ -404,9 +408,23 @@ def test_a_stale_report_keeps_the_last_verdicts_and_their_times_and_exits_1() ->
 
 def test_targets_limit_the_report_and_are_recorded_as_its_scope() -> None:
     state = desired(want("F1", "a"), want("F2", "b"))
-    report = drift(state, live(), targets=(Target("F2"),))
+    report = drift(state, live(), targets=(Target("F2"), Target("F9", "x", "eu")))
     assert [w.key.form_id for w in report.webhooks] == ["F2"]
-    assert report.to_json()["scope"] == ["F2"]
+    assert report.to_json()["scope"] == ["F2", "eu:F9/x"]
+
+
+def test_a_declared_webhook_on_a_form_that_was_not_refreshed_is_left_out() -> None:
+    state = desired(want("F1", "a"), want("F2", "b"))
+    report = detect_drift(
+        state,
+        {("default", "F1"): []},
+        managed=(),
+        last_applied={},
+        secrets={},
+        checked_at=NOW,
+    )
+    assert [str(w.key) for w in report.webhooks] == ["F1/a"]
+    assert report.webhooks[0].status is DriftStatus.MISSING
 
 
 def test_a_report_built_out_of_order_is_sorted_by_account_form_and_tag() -> None:
@@ -473,7 +491,8 @@ def test_drift_agrees_with_the_plan_for_every_webhook(
         if recorded:
             last[k] = applied()
     state = desired(*wants, ownership=Ownership.EXCLUSIVE if exclusive else Ownership.DECLARED)
-    forms = live(*haves)
+    forms: dict[tuple[str, str], list[LiveWebhook]] = {("default", f): [] for f in _FORMS}
+    forms.update(live(*haves))
     plan = build_plan(
         state,
         forms,
