@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.commands.unlock import run_unlock, unlock
-from reconciler.state import (
+from reconciler.lock import (
     ApplyLock,
     LockHolder,
     LockStatus,

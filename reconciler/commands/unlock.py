@@ -1,6 +1,6 @@
 """``reconcile unlock [--force]``: release an apply lock whose holder is gone.
 
-It always names the holder before doing anything. A stale lock (see ``reconciler.state``) is
+It always names the holder before doing anything. A stale lock (see ``reconciler.lock``) is
 removed; a lock whose holder may still be running is refused (exit 1) unless ``--force``, because
 removing it would let a second apply run alongside the first. It never touches the state file
 itself.
@@ -14,8 +14,7 @@ from pathlib import Path
 import click
 
 from reconciler.errors import StateError
-from reconciler.state import (
-    DEFAULT_STATE_PATH,
+from reconciler.lock import (
     LockInspection,
     LockStatus,
     break_lock,
@@ -23,6 +22,7 @@ from reconciler.state import (
     inspect_lock,
     pid_alive,
 )
+from reconciler.state import DEFAULT_STATE_PATH
 
 __all__ = ["run_unlock", "unlock"]
 
