@@ -450,6 +450,25 @@ def test_a_receiver_whose_certificate_is_not_trusted_gets_nothing(
     assert seen == []
 
 
+def test_ping_verifies_certificates_even_for_a_webhook_declared_verify_ssl_false(
+    tls_receiver: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    url, seen = tls_receiver
+    manifests = write_manifests(tmp_path / "m", url)
+    text = (manifests / "pings.yaml").read_text()
+    (manifests / "pings.yaml").write_text(
+        text.replace("      tag: signed\n", "      tag: signed\n      verify_ssl: false\n")
+    )
+    result = invoke("f1/signed", str(manifests))
+    assert exit_code(result) == 1
+    assert result.stderr == (
+        "note: f1/signed declares verify_ssl: false; ping verifies the receiver's "
+        "certificate anyway\n"
+    )
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stdout
+    assert seen == []
+
+
 def test_the_same_receiver_answers_when_its_certificate_is_trusted(
     tls_receiver: tuple[str, list[str]], self_signed: tuple[Path, Path]
 ) -> None:

@@ -176,6 +176,12 @@ def ping(address: str, paths: tuple[str, ...], timeout: float) -> int:
         signature = sign(body, secret) if secret is not None else None
         if signature is None:
             click.echo(f"note: {key} declares no secret; sending the sample unsigned", err=True)
+        if not webhook.verify_ssl:
+            click.echo(
+                f"note: {key} declares verify_ssl: false; ping verifies the receiver's "
+                "certificate anyway",
+                err=True,
+            )
         result = anyio.run(partial(deliver, url, body, signature, timeout=timeout))
     except ReconcileError as exc:
         return _fail(str(exc))
