@@ -352,8 +352,8 @@ async def test_with_a_configured_token_only_that_token_is_accepted(
         refused = await wrong.get("/forms/onbrd01/webhooks")
     async with emu.client(token=TEST_TOKEN) as right:
         accepted = await right.get("/forms/onbrd01/webhooks")
-    assert refused.status_code == 403
-    assert refused.json()["code"] == "AUTHENTICATION_ERROR"
+    assert refused.status_code == 401  # SPEC 9: 401 without a valid token
+    assert refused.json()["code"] == "AUTHENTICATION_FAILED"
     assert "wrong-token-value" not in refused.text
     assert TEST_TOKEN not in refused.text
     assert accepted.status_code == 200

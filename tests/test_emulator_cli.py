@@ -86,7 +86,7 @@ def test_the_served_emulator_answers_rate_limits_persists_and_stops_cleanly(
             statuses = [client.get("/workspaces", headers=good).status_code for _ in range(3)]
             stats = client.get("/_emulator/stats").json()
         code, stderr = stop(proc, signal.SIGTERM)
-    assert wrong.status_code == 403
+    assert wrong.status_code == 401
     assert forms.status_code == 200
     assert forms.json()["total_items"] == 7
     assert put.status_code == 200

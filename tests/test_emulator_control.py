@@ -83,7 +83,9 @@ async def test_a_bad_seed_is_refused_and_changes_nothing(emulator: RunningEmulat
         bad = await client.post(
             "/_emulator/seed", json={"forms": [{"id": "f1", "title": "x", "workspace_id": "nope"}]}
         )
-        not_json = await client.post("/_emulator/seed", content=b"forms: [")
+        not_json = await client.post(
+            "/_emulator/seed", content=b"forms: [", headers={"Content-Type": "application/json"}
+        )
         forms = (await client.get("/forms")).json()
     assert bad.status_code == 400
     assert "workspace_id" in bad.json()["description"]

@@ -1,22 +1,32 @@
 """The Typeform API as a starlette ASGI application (SPEC section 8), served or in-process.
 
 Every API request goes through one pipeline, in the order the real service applies it:
-authentication (401 / 403), the per-token rate limit (429 + ``Retry-After``), injected faults
-(latency, 5xx, 429, scripted answers, dropped connections), then the handler. Responses use
-Typeform's field names and its error shape ``{"code", "description", "details"}``, so Typeform's
-own SDKs and our client work against it unchanged.
+authentication (401 for a missing or unknown token), the token's scopes (403), the rate limit
+of the token's account (429 + ``Retry-After``), injected faults (latency, 5xx, 429, scripted
+answers, dropped connections), then the handler. Responses use Typeform's field names and its
+error shape ``{"code", "description", "details"}``, so Typeform's own SDKs and our client work
+against it unchanged.
+
+Who may call: with no token configured, any non-empty bearer token, each its own account (its
+own bucket). With the app's single ``token`` and/or the settings' token grants, only those;
+tokens granted to one account share its bucket. Every account sees the same forms and webhooks
+(one data set): the emulator tests rate limits and scopes per account, not tenancy.
+
+What responses carry of a secret and of default ``event_types`` follows the settings' echo
+modes (``secret_echo``, ``event_types_echo``), read on every request, so the control API can
+switch them mid-test.
 
 Control routes under ``/_emulator/`` (``control.py``) skip the pipeline: they are a local test
-tool. What this module must never do: return, log or echo a webhook secret or a bearer token.
+tool. What this module must never do: log or echo a bearer token, or return a webhook secret
+outside ``secret_echo: plain`` mode.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -31,7 +41,20 @@ from starlette.types import Receive, Scope, Send
 from reconciler.emulator.control import control_routes
 from reconciler.emulator.faults import FaultAction
 from reconciler.emulator.ratelimit import TokenBucketLimiter
-from reconciler.emulator.store import EmulatorStore, Form, WebhookChange
+from reconciler.emulator.seed import hash_secret
+from reconciler.emulator.store import (
+    ALL_SCOPES,
+    DEFAULT_EVENT_TYPES,
+    FORM_SORT_KEYS,
+    EmulatorStore,
+    EventTypesEcho,
+    Form,
+    SecretEcho,
+    TokenGrant,
+    Webhook,
+    WebhookChange,
+    hash_token,
+)
 from reconciler.emulator.validation import WebhookValidationError, parse_webhook_body
 
 __all__ = ["DROP_EXTENSION", "ConnectionDropUnsupported", "create_app", "error_response"]
@@ -45,6 +68,9 @@ itself has no way to say "hang up", so each host does it its own way.
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 10
+SECRET_MASK = "********"
+"""What ``secret_echo: masked`` returns: fixed, so it tells nothing about the secret."""
+SINGLE_TOKEN_ACCOUNT = "default"
 
 Handler = Callable[[Request], Awaitable[Response]]
 OnChange = Callable[[EmulatorStore], None]
@@ -95,15 +121,28 @@ def create_app(
     on_change: OnChange | None = None,
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    secret_echo: SecretEcho | str | None = None,
+    event_types_echo: EventTypesEcho | str | None = None,
+    tokens: Mapping[str, Any] | None = None,
 ) -> Starlette:
     """Build the emulator for ``store``.
 
-    ``token``: the only bearer token accepted; ``None`` accepts any non-empty one.
-    ``require_auth=False`` also accepts requests without a token (the in-process ``emulator:``
-    needs none). ``rate``/``burst``: the per-token bucket; ``clock`` drives it. ``on_change`` is
-    called after any request that changed the store (to persist it). ``rng`` drives random
-    faults and latency; ``sleep`` waits out injected latency.
+    ``token``: a bearer token accepted with every scope (account ``"default"``); with neither
+    it nor token grants in the settings, any non-empty token is accepted. ``require_auth=False``
+    also accepts requests without a token when no token is configured (the in-process
+    ``emulator:`` needs none). ``rate``/``burst``: the per-account bucket; ``clock`` drives it.
+    ``on_change`` is called after any request that changed the store (to persist it). ``rng``
+    drives random faults and latency; ``sleep`` waits out injected latency.
+
+    ``secret_echo``, ``event_types_echo`` and ``tokens`` (``{TOKEN: {account, scopes}}``), when
+    given, are written into ``store.settings`` (``None`` keeps what the store has); raises
+    ``ValueError`` for a bad one.
     """
+    if secret_echo is not None or event_types_echo is not None or tokens is not None:
+        store.settings.set_modes(
+            secret_echo=secret_echo, event_types_echo=event_types_echo, tokens=tokens
+        )
+        store.settings_changed()
     limiter = TokenBucketLimiter(rate=rate, burst=burst, clock=clock)
     api = _Api(
         store,
@@ -114,18 +153,28 @@ def create_app(
         rng=rng or random.Random(),
         sleep=sleep,
     )
+    forms_read = {"GET": "forms:read"}
+    webhooks_rw = {"GET": "webhooks:read", "PUT": "webhooks:write", "DELETE": "webhooks:write"}
     routes = [
-        Route("/forms", api.endpoint("/forms", api.list_forms), methods=["GET"]),
-        Route("/forms/{form_id}", api.endpoint("/forms/{form_id}", api.get_form), methods=["GET"]),
-        Route("/workspaces", api.endpoint("/workspaces", api.list_workspaces), methods=["GET"]),
+        Route("/forms", api.endpoint("/forms", api.list_forms, forms_read), methods=["GET"]),
+        Route(
+            "/forms/{form_id}",
+            api.endpoint("/forms/{form_id}", api.get_form, forms_read),
+            methods=["GET"],
+        ),
+        Route(
+            "/workspaces",
+            api.endpoint("/workspaces", api.list_workspaces, forms_read),
+            methods=["GET"],
+        ),
         Route(
             "/forms/{form_id}/webhooks",
-            api.endpoint("/forms/{form_id}/webhooks", api.list_webhooks),
+            api.endpoint("/forms/{form_id}/webhooks", api.list_webhooks, webhooks_rw),
             methods=["GET"],
         ),
         Route(
             "/forms/{form_id}/webhooks/{tag}",
-            api.endpoint("/forms/{form_id}/webhooks/{tag}", api.webhook),
+            api.endpoint("/forms/{form_id}/webhooks/{tag}", api.webhook, webhooks_rw),
             methods=["GET", "PUT", "DELETE"],
         ),
         *control_routes(store, limiter=limiter, on_change=on_change),
@@ -150,7 +199,11 @@ class _Api:
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self.store = store
-        self._token = token
+        self._single: dict[str, TokenGrant] = (
+            {hash_token(token): TokenGrant(SINGLE_TOKEN_ACCOUNT, frozenset(ALL_SCOPES))}
+            if token
+            else {}
+        )
         self._require_auth = require_auth
         self._limiter = limiter
         self._on_change = on_change
@@ -159,11 +212,13 @@ class _Api:
 
     # ----------------------------------------------------------------- pipeline
 
-    def endpoint(self, template: str, handler: Handler) -> Handler:
+    def endpoint(self, template: str, handler: Handler, scopes: Mapping[str, str]) -> Handler:
+        """``handler`` behind the pipeline; ``scopes``: the scope each method needs."""
+
         async def run(request: Request) -> Response:
             route = f"{request.method} {template}"
             version = self.store.version
-            response = await self._pipeline(request, handler)
+            response = await self._pipeline(request, handler, scopes.get(request.method, ""))
             self.store.stats.count(
                 route, "dropped" if isinstance(response, _DropResponse) else response.status_code
             )
@@ -173,11 +228,11 @@ class _Api:
 
         return run
 
-    async def _pipeline(self, request: Request, handler: Handler) -> Response:
-        token, refusal = self._authenticate(request)
+    async def _pipeline(self, request: Request, handler: Handler, scope: str) -> Response:
+        bucket, refusal = self._authenticate(request, scope)
         if refusal is not None:
             return refusal
-        retry_after = self._limiter.acquire(token)
+        retry_after = self._limiter.acquire(bucket)
         if retry_after is not None:
             return _too_many_requests(retry_after, self._limiter.rate)
         faults = self.store.settings.faults
@@ -185,7 +240,7 @@ class _Api:
             return await handler(request)
         decision = faults.decide(request.method, request.url.path, self._rng)
         if decision.scripted:
-            self.store.touch()
+            self.store.settings_changed()
         if decision.latency > 0:
             await self._sleep(decision.latency)
         if decision.action is FaultAction.DROP:
@@ -205,12 +260,15 @@ class _Api:
             )
         return await handler(request)
 
-    def _authenticate(self, request: Request) -> tuple[str, Response | None]:
+    def _authenticate(self, request: Request, scope: str) -> tuple[str, Response | None]:
+        """The rate-limit bucket of the caller, or the refusal (401 unknown, 403 scope)."""
+        granted = self.store.settings.tokens
+        configured = bool(self._single or granted)
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         value = value.strip()
         if not header:
-            if not self._require_auth:
+            if not self._require_auth and not configured:
                 return "", None
             return "", error_response(
                 401,
@@ -223,13 +281,22 @@ class _Api:
                 "AUTHENTICATION_FAILED",
                 "The Authorization header must be 'Bearer <personal access token>'",
             )
-        if self._token is not None and not hmac.compare_digest(
-            value.encode("utf-8"), self._token.encode("utf-8")
-        ):
+        if not configured:
+            return value, None  # any token: each is its own account
+        digest = hash_token(value)
+        grant = self._single.get(digest) or granted.get(digest)
+        if grant is None:
             return "", error_response(
-                403, "AUTHENTICATION_ERROR", "The access token is incorrect for this account"
+                401, "AUTHENTICATION_FAILED", "The access token is not valid for this API"
             )
-        return value, None
+        if scope and scope not in grant.scopes:
+            return "", error_response(
+                403,
+                "FORBIDDEN",
+                f"The access token lacks the scope {scope} that {request.method} "
+                f"{request.url.path} needs",
+            )
+        return f"account\0{grant.account}", None
 
     async def http_exception(self, request: Request, exc: Exception) -> Response:
         """Unknown paths and methods answer in Typeform's error shape too."""
@@ -249,11 +316,24 @@ class _Api:
         if isinstance(page_or_error, Response):
             return page_or_error
         page, page_size = page_or_error
+        sort_by = request.query_params.get("sort_by") or None
+        order_by = request.query_params.get("order_by") or None
+        details = []
+        if sort_by is not None and sort_by not in FORM_SORT_KEYS:
+            details.append(_query_detail("sort_by", f"one of {', '.join(FORM_SORT_KEYS)}"))
+        if order_by is not None and order_by not in ("asc", "desc"):
+            details.append(_query_detail("order_by", "asc or desc"))
+        if details:
+            return error_response(
+                400, "VALIDATION_ERROR", "Invalid query parameters", details=details
+            )
         total, page_count, forms = self.store.list_forms(
             page=page,
             page_size=page_size,
             search=request.query_params.get("search") or None,
             workspace_id=request.query_params.get("workspace_id") or None,
+            sort_by=sort_by,
+            order_by=order_by,
         )
         base = _base(request)
         return JSONResponse(
@@ -316,7 +396,7 @@ class _Api:
         form_id = request.path_params["form_id"]
         if form_id not in self.store.forms:
             return _form_not_found(form_id)
-        return JSONResponse({"items": [w.to_api() for w in self.store.list_webhooks(form_id)]})
+        return JSONResponse({"items": [self._render(w) for w in self.store.list_webhooks(form_id)]})
 
     async def webhook(self, request: Request) -> Response:
         form_id = request.path_params["form_id"]
@@ -333,7 +413,7 @@ class _Api:
         if request.method == "DELETE":
             self.store.delete_webhook(form_id, tag)
             return Response(status_code=204)
-        return JSONResponse(hook.to_api())
+        return JSONResponse(self._render(hook))
 
     async def _put_webhook(self, request: Request, form_id: str, tag: str) -> Response:
         raw = await request.body()
@@ -349,7 +429,26 @@ class _Api:
                 400, "VALIDATION_ERROR", "The webhook is not valid", details=exc.details
             )
         hook, _created = self.store.put_webhook(form_id, tag, change)
-        return JSONResponse(hook.to_api())
+        return JSONResponse(self._render(hook))
+
+    def _render(self, hook: Webhook) -> dict[str, Any]:
+        """A webhook as the API returns it, in the settings' echo modes."""
+        settings = self.store.settings
+        body = hook.to_api()
+        if (
+            settings.event_types_echo is EventTypesEcho.OMIT_DEFAULT
+            and hook.event_types == DEFAULT_EVENT_TYPES
+        ):
+            del body["event_types"]
+        if settings.secret_echo is SecretEcho.PLAIN and hook.secret is not None:
+            body["secret"] = hook.secret
+        elif settings.secret_echo is SecretEcho.MASKED and hook.secret_sha256 is not None:
+            # Never the secret itself, even for a secret that happens to be the mask.
+            mask = SECRET_MASK
+            if hook.secret_sha256 == hash_secret(mask):
+                mask += "*"
+            body["secret"] = mask
+        return body
 
 
 # --------------------------------------------------------------------------- helpers
@@ -383,6 +482,15 @@ def _too_many_requests(retry_after: int, rate: float) -> JSONResponse:
         f"Too many requests: the limit is {rate:g} per second; retry after {retry_after} s",
         headers={"Retry-After": str(retry_after)},
     )
+
+
+def _query_detail(name: str, expected: str) -> dict[str, str]:
+    return {
+        "code": "INVALID_VALUE",
+        "description": f"{name} must be {expected}",
+        "field": name,
+        "in": "query",
+    }
 
 
 def _paging(request: Request) -> tuple[int, int] | Response:

@@ -1,16 +1,26 @@
 """The emulator's control API under ``/_emulator/``: what a test or a demo steers it with.
 
-``GET stats``, ``POST reset``, ``POST seed``, ``GET state``, ``GET|POST|DELETE faults``. These
-routes are neither authenticated nor rate limited and are not counted in the stats: they are a
-local test tool, which is why the served emulator binds loopback unless told otherwise.
+``GET stats``, ``POST reset``, ``POST seed``, ``GET state``, ``GET|POST|DELETE faults``,
+``GET|POST settings`` (echo modes and token grants). These routes are neither authenticated nor
+rate limited and are not counted in the stats: they are a local test tool, which is why the
+served emulator binds loopback unless told otherwise.
 
-``state`` shows each webhook's secret only as ``has_secret`` and its SHA-256; never the value.
+Binding loopback is not enough on a developer's machine: a web page can reach a loopback server
+through DNS rebinding (its own domain name resolving to 127.0.0.1) or by cross-site requests.
+So every control route first checks the request: the ``Host`` must be a loopback name or the
+in-process transport's host (else 403), an ``Origin``, if any, must be a loopback page (else
+403), and a state-changing request with a body must say ``Content-Type: application/json``
+(else 415) -- which a browser cannot send cross-origin without a CORS preflight, which this
+server never answers.
+
+``state`` and ``settings`` show each webhook's secret only as ``has_secret`` and its SHA-256,
+and each granted token only as its SHA-256; never a value.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -21,6 +31,7 @@ from reconciler.emulator.faults import Faults
 from reconciler.emulator.ratelimit import TokenBucketLimiter
 from reconciler.emulator.seed import parse_seed
 from reconciler.emulator.store import EmulatorStore, Stats
+from reconciler.emulator.urls import is_local_host_header, is_loopback_origin
 
 __all__ = ["CONTROL_PREFIX", "control_routes", "state_json"]
 
@@ -88,6 +99,30 @@ def control_routes(
     async def state(request: Request) -> Response:
         return JSONResponse(state_json(store))
 
+    async def settings(request: Request) -> Response:
+        if request.method == "POST":
+            body = await _json_body(request)
+            if not isinstance(body, dict):
+                return _bad_request("The settings must be a JSON object")
+            unknown = set(body) - _MODE_KEYS
+            if unknown:
+                return _bad_request(
+                    f"settings: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                    f"this route sets {', '.join(sorted(_MODE_KEYS))}"
+                )
+            try:
+                store.settings.set_modes(
+                    secret_echo=body.get("secret_echo"),
+                    event_types_echo=body.get("event_types_echo"),
+                    tokens=body.get("tokens"),
+                )
+            except ValueError as exc:
+                return _bad_request(str(exc))
+            store.settings_changed()
+            if on_change is not None:
+                on_change(store)
+        return JSONResponse(store.settings.to_json())
+
     async def faults(request: Request) -> Response:
         if request.method == "POST":
             body = await _json_body(request)
@@ -104,12 +139,63 @@ def control_routes(
         return JSONResponse(store.settings.faults.to_json())
 
     return [
-        Route(f"{CONTROL_PREFIX}/stats", stats, methods=["GET"]),
-        Route(f"{CONTROL_PREFIX}/reset", reset, methods=["POST"]),
-        Route(f"{CONTROL_PREFIX}/seed", seed, methods=["POST"]),
-        Route(f"{CONTROL_PREFIX}/state", state, methods=["GET"]),
-        Route(f"{CONTROL_PREFIX}/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route(f"{CONTROL_PREFIX}/stats", _guarded(stats), methods=["GET"]),
+        Route(f"{CONTROL_PREFIX}/reset", _guarded(reset), methods=["POST"]),
+        Route(f"{CONTROL_PREFIX}/seed", _guarded(seed), methods=["POST"]),
+        Route(f"{CONTROL_PREFIX}/state", _guarded(state), methods=["GET"]),
+        Route(f"{CONTROL_PREFIX}/faults", _guarded(faults), methods=["GET", "POST", "DELETE"]),
+        Route(f"{CONTROL_PREFIX}/settings", _guarded(settings), methods=["GET", "POST"]),
     ]
+
+
+_MODE_KEYS = frozenset({"secret_echo", "event_types_echo", "tokens"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+ControlHandler = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(handler: ControlHandler) -> ControlHandler:
+    """``handler``, answering only local, same-origin, JSON requests (see the module doc)."""
+
+    async def guarded(request: Request) -> Response:
+        refusal = await _refusal(request)
+        return refusal if refusal is not None else await handler(request)
+
+    return guarded
+
+
+async def _refusal(request: Request) -> Response | None:
+    headers = request.headers
+    if not is_local_host_header(headers.get("host")):
+        return _error(
+            403,
+            "FORBIDDEN_HOST",
+            "The control API answers only requests addressed to a loopback host "
+            "(localhost, 127.0.0.1, [::1])",
+        )
+    origin = headers.get("origin")
+    if origin is not None and not is_loopback_origin(origin):
+        return _error(
+            403, "FORBIDDEN_ORIGIN", "The control API refuses requests from other origins"
+        )
+    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return _error(403, "FORBIDDEN_ORIGIN", "The control API refuses cross-site requests")
+    if request.method in _SAFE_METHODS:
+        return None
+    content_type = headers.get("content-type")
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    is_json = media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+    if content_type is not None and not is_json:
+        return _error(415, "UNSUPPORTED_MEDIA_TYPE", "Send the control API application/json")
+    if content_type is None and (await request.body()).strip():
+        return _error(415, "UNSUPPORTED_MEDIA_TYPE", "Send the control API application/json")
+    return None
+
+
+def _error(status: int, code: str, description: str) -> JSONResponse:
+    return JSONResponse({"code": code, "description": description}, status_code=status)
 
 
 _INVALID = object()
@@ -126,4 +212,4 @@ async def _json_body(request: Request) -> Any:
 
 
 def _bad_request(description: str) -> JSONResponse:
-    return JSONResponse({"code": "VALIDATION_ERROR", "description": description}, status_code=400)
+    return _error(400, "VALIDATION_ERROR", description)

@@ -6,49 +6,178 @@ the methods here, which keep Typeform's bookkeeping: random alphanumeric webhook
 out of an update keeping their values. ``version`` grows with every change so the caller knows
 when to persist.
 
-Persistence is JSON, written atomically (temp file in the same directory, fsync, rename), so a
-crash never leaves a half-written account. The file also keeps the emulator's settings (rate,
-burst, faults) so the in-process emulator obeys them across CLI invocations.
+Webhooks are indexed by form, so reading one form's webhooks costs that form's webhooks, not the
+account's. Each change is also recorded as a small journal entry (``take_changes``), so that
+persisting it (``persist.py``) costs the change, not the account; a change only a whole snapshot
+can capture (a reset, a new seed) says so.
 
-Never stored, persisted or shown: a webhook secret. Only its SHA-256 is kept.
+Persistence is JSON: a snapshot written atomically (temp file, fsync, rename) plus the journal
+that ``persist.py`` appends to. The file also keeps the emulator's settings (rate, burst, faults,
+echo modes, token grants) so the in-process emulator obeys them across CLI invocations.
+
+Never stored, persisted or shown: a bearer token (only its SHA-256 is kept) or a webhook secret
+(only its SHA-256 is kept) -- except in ``secret_echo: plain`` mode, where the emulator must
+echo secrets and so keeps them, in memory and in its file. The emulator is a test double: plain
+mode is for testing a client against an API that returns secrets, never for real secrets.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import secrets
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from reconciler.emulator.faults import Faults
 from reconciler.emulator.seed import DEMO_SEED, Seed, hash_secret, parse_seed
 from reconciler.errors import ConfigError
-from reconciler.fileio import write_json_atomic
 from reconciler.models import DEFAULT_RATE
 
 __all__ = [
+    "ALL_SCOPES",
+    "DEFAULT_EVENT_TYPES",
     "FORMAT_VERSION",
+    "FORM_SORT_KEYS",
     "EmulatorSettings",
     "EmulatorStore",
+    "EventTypesEcho",
     "Form",
+    "SecretEcho",
     "Stats",
+    "TokenGrant",
     "Webhook",
     "WebhookChange",
     "Workspace",
     "configure",
     "format_timestamp",
+    "hash_token",
     "load_or_seed",
+    "parse_tokens",
     "utc_now",
 ]
 
 FORMAT_VERSION = 1
 DEFAULT_BURST = 2
 _ID_ALPHABET = string.ascii_letters + string.digits
+DEFAULT_EVENT_TYPES: Mapping[str, bool] = {"form_response": True, "form_response_partial": False}
+FORM_SORT_KEYS = ("created_at", "last_updated_at")
+"""``GET /forms?sort_by=``: the values Typeform documents."""
+
+ALL_SCOPES: tuple[str, ...] = (
+    "accounts:read",
+    "forms:read",
+    "forms:write",
+    "images:read",
+    "images:write",
+    "offline",
+    "responses:read",
+    "responses:write",
+    "themes:read",
+    "themes:write",
+    "webhooks:read",
+    "webhooks:write",
+    "workspaces:read",
+    "workspaces:write",
+)
+"""Typeform's scope names; a grant naming another is a typo, refused."""
+
+
+class SecretEcho(StrEnum):
+    """What webhook responses carry of the secret (SPEC 9: Typeform's docs leave it open)."""
+
+    NONE = "none"
+    """No ``secret`` key (the default)."""
+    PLAIN = "plain"
+    """The secret as set. The store then keeps the plaintext, in memory and in its file."""
+    MASKED = "masked"
+    """A fixed mask that reveals nothing of the secret (not even its length)."""
+
+
+class EventTypesEcho(StrEnum):
+    """Whether responses carry ``event_types`` when it is the default ``{form_response: true}``."""
+
+    ALWAYS = "always"
+    OMIT_DEFAULT = "omit-default"
+
+
+def hash_token(token: str) -> str:
+    """The only form in which the emulator keeps a bearer token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What one token may do: the account it belongs to (whose rate limit it shares), its scopes."""
+
+    account: str
+    scopes: frozenset[str]
+
+    def to_json(self, token_sha256: str) -> dict[str, Any]:
+        return {
+            "token_sha256": token_sha256,
+            "account": self.account,
+            "scopes": sorted(self.scopes),
+        }
+
+
+def parse_tokens(obj: Any) -> dict[str, TokenGrant]:
+    """A token map, keyed by the tokens' SHA-256; raises ``ValueError`` never quoting a token.
+
+    Two forms: ``{TOKEN: {account, scopes}}`` (what a user writes; the tokens are hashed here)
+    and ``[{token_sha256, account, scopes}]`` (what the emulator persists). ``scopes`` defaults
+    to every scope; ``account`` to ``"default"``.
+    """
+    if obj is None:
+        return {}
+    grants: dict[str, TokenGrant] = {}
+    if isinstance(obj, Mapping):
+        for i, (token, grant) in enumerate(obj.items()):
+            where = f"tokens[{i}]"  # never the key: it is the token
+            if not isinstance(token, str) or not token.strip() or token != token.strip():
+                raise ValueError(f"{where}: a token must be a non-empty string without spaces")
+            grants[hash_token(token)] = _grant(grant, where)
+        return grants
+    if isinstance(obj, list):
+        for i, entry in enumerate(obj):
+            where = f"tokens[{i}]"
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"{where}: an object with token_sha256, account, scopes")
+            digest = entry.get("token_sha256")
+            if not isinstance(digest, str) or len(digest) != 64:
+                raise ValueError(f"{where}.token_sha256: a SHA-256 hex digest")
+            rest = {k: v for k, v in entry.items() if k != "token_sha256"}
+            grants[digest.lower()] = _grant(rest, where)
+        return grants
+    raise ValueError("tokens: an object {TOKEN: {account, scopes}}")
+
+
+def _grant(obj: Any, where: str) -> TokenGrant:
+    if obj is None:
+        obj = {}
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{where}: an object with account and scopes")
+    unknown = set(obj) - {"account", "scopes"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    account = obj.get("account", "default")
+    if not isinstance(account, str) or not account:
+        raise ValueError(f"{where}.account: a non-empty string")
+    scopes = obj.get("scopes", list(ALL_SCOPES))
+    if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
+        raise ValueError(f"{where}.scopes: a list of scope names such as webhooks:read")
+    unknown_scopes = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown_scopes:
+        raise ValueError(
+            f"{where}.scopes: unknown scope(s) {', '.join(unknown_scopes)}; "
+            f"known: {', '.join(ALL_SCOPES)}"
+        )
+    return TokenGrant(account=account, scopes=frozenset(scopes))
 
 
 def utc_now() -> datetime:
@@ -90,9 +219,11 @@ class Webhook:
     created_at: str
     updated_at: str
     secret_sha256: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    """The plaintext, kept only in ``secret_echo: plain`` mode; ``None`` otherwise."""
 
     def to_api(self) -> dict[str, Any]:
-        """The API's representation. The secret is write-only: it is never part of it."""
+        """The API's representation, without the secret (``app.py`` adds it per echo mode)."""
         return {
             "id": self.id,
             "form_id": self.form_id,
@@ -106,7 +237,29 @@ class Webhook:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.to_api(), "secret_sha256": self.secret_sha256}
+        """As persisted: the digest, and the plaintext only when plain mode kept one."""
+        out = {**self.to_api(), "secret_sha256": self.secret_sha256}
+        if self.secret is not None:
+            out["secret"] = self.secret
+        return out
+
+    @classmethod
+    def from_json(cls, w: Mapping[str, Any]) -> Webhook:
+        """Raises ``KeyError``/``TypeError`` for a malformed entry (the caller names the file)."""
+        secret = w.get("secret")
+        return cls(
+            id=str(w["id"]),
+            form_id=str(w["form_id"]),
+            tag=str(w["tag"]),
+            url=str(w["url"]),
+            enabled=bool(w["enabled"]),
+            verify_ssl=bool(w["verify_ssl"]),
+            event_types=_event_types(w.get("event_types")),
+            created_at=str(w["created_at"]),
+            updated_at=str(w["updated_at"]),
+            secret_sha256=w.get("secret_sha256"),
+            secret=secret if isinstance(secret, str) else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +319,38 @@ class EmulatorSettings:
     rate: float = DEFAULT_RATE
     burst: int = DEFAULT_BURST
     faults: Faults = field(default_factory=Faults)
+    secret_echo: SecretEcho = SecretEcho.NONE
+    event_types_echo: EventTypesEcho = EventTypesEcho.ALWAYS
+    tokens: dict[str, TokenGrant] = field(default_factory=dict)
+    """Accepted tokens by SHA-256. Empty: any non-empty token (or the app's single ``token``)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"rate": self.rate, "burst": self.burst, "faults": self.faults.to_json()}
+        return {
+            "rate": self.rate,
+            "burst": self.burst,
+            "faults": self.faults.to_json(),
+            "secret_echo": self.secret_echo.value,
+            "event_types_echo": self.event_types_echo.value,
+            "tokens": [
+                grant.to_json(digest)
+                for digest, grant in sorted(self.tokens.items(), key=lambda i: (i[1].account, i[0]))
+            ],
+        }
+
+    def set_modes(
+        self,
+        *,
+        secret_echo: SecretEcho | str | None = None,
+        event_types_echo: EventTypesEcho | str | None = None,
+        tokens: Mapping[str, Any] | list[Any] | None = None,
+    ) -> None:
+        """Set the given modes (``None`` keeps one); raises ``ValueError`` naming a bad value."""
+        if secret_echo is not None:
+            self.secret_echo = _choice(SecretEcho, secret_echo, "secret_echo")
+        if event_types_echo is not None:
+            self.event_types_echo = _choice(EventTypesEcho, event_types_echo, "event_types_echo")
+        if tokens is not None:
+            self.tokens = parse_tokens(tokens)
 
     @classmethod
     def from_json(cls, obj: Any) -> EmulatorSettings:
@@ -177,7 +359,14 @@ class EmulatorSettings:
             return cls()
         if not isinstance(obj, Mapping):
             raise ValueError("settings must be an object")
-        unknown = set(obj) - {"rate", "burst", "faults"}
+        unknown = set(obj) - {
+            "rate",
+            "burst",
+            "faults",
+            "secret_echo",
+            "event_types_echo",
+            "tokens",
+        }
         if unknown:
             raise ValueError(f"settings: unknown key(s) {', '.join(sorted(unknown))}")
         rate = obj.get("rate", DEFAULT_RATE)
@@ -186,7 +375,21 @@ class EmulatorSettings:
         burst = obj.get("burst", max(DEFAULT_BURST, math.ceil(rate)))
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise ValueError("settings.burst: an integer >= 1")
-        return cls(rate=float(rate), burst=burst, faults=Faults.from_json(obj.get("faults")))
+        settings = cls(rate=float(rate), burst=burst, faults=Faults.from_json(obj.get("faults")))
+        settings.set_modes(
+            secret_echo=obj.get("secret_echo"),
+            event_types_echo=obj.get("event_types_echo"),
+            tokens=obj.get("tokens"),
+        )
+        return settings
+
+
+def _choice(enum: type[SecretEcho] | type[EventTypesEcho], value: Any, where: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = "|".join(m.value for m in enum)
+        raise ValueError(f"settings.{where}: one of {choices}") from None
 
 
 # --------------------------------------------------------------------------- the account
@@ -210,13 +413,73 @@ class EmulatorStore:
         self.workspaces: dict[str, Workspace] = {}
         self.forms: dict[str, Form] = {}
         self.webhooks: dict[tuple[str, str], Webhook] = {}
+        """Every webhook by ``(form_id, tag)``. Read it freely; change it only through methods."""
+        self._by_form: dict[str, dict[str, Webhook]] = {}
+        self._ids: set[str] = set()
+        self._pending: list[dict[str, Any]] = []
+        self._snapshot_needed = False
         self.apply_seed(seed)
 
-    # ----------------------------------------------------------------- lifecycle
+    # ----------------------------------------------------------------- changes
 
     def touch(self) -> None:
-        """Record that something persisted changed (the caller saves when ``version`` moves)."""
+        """Record a change that only a whole snapshot captures (the caller saves when
+        ``version`` moves)."""
         self.version += 1
+        self._snapshot_needed = True
+        self._pending.clear()
+
+    def settings_changed(self) -> None:
+        """Record that ``settings`` changed (a consumed scripted fault, a new mode).
+
+        Leaving plain mode forgets every kept plaintext secret, and then only a new snapshot
+        (which no longer holds them) will do.
+        """
+        if self.settings.secret_echo is not SecretEcho.PLAIN and any(
+            w.secret is not None for w in self.webhooks.values()
+        ):
+            for hook in self.webhooks.values():
+                hook.secret = None
+            self.touch()
+            return
+        self._record({"op": "settings", "settings": self.settings.to_json()})
+
+    def take_changes(self) -> list[dict[str, Any]] | None:
+        """The journal entries of the changes since the last call; ``None`` when only a whole
+        snapshot can capture them."""
+        if self._snapshot_needed:
+            self._snapshot_needed = False
+            self._pending.clear()
+            return None
+        changes, self._pending = self._pending, []
+        return changes
+
+    def apply_change(self, entry: Mapping[str, Any]) -> None:
+        """Replay one journal entry (as ``take_changes`` produced it); ``ValueError`` if bad."""
+        try:
+            op = entry["op"]
+            if op == "put":
+                hook = Webhook.from_json(entry["webhook"])
+                if self.settings.secret_echo is not SecretEcho.PLAIN:
+                    hook.secret = None
+                self._remove(hook.form_id, hook.tag)
+                self._add(hook)
+            elif op == "delete":
+                self._remove(str(entry["form_id"]), str(entry["tag"]))
+            elif op == "settings":
+                self.settings = EmulatorSettings.from_json(entry["settings"])
+            else:
+                raise ValueError(f"unknown journal operation {op!r}")
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed journal entry ({type(exc).__name__}: {exc})") from exc
+        self.version += 1
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self.version += 1
+        if not self._snapshot_needed:
+            self._pending.append(entry)
+
+    # ----------------------------------------------------------------- lifecycle
 
     def apply_seed(self, seed: Seed) -> None:
         """Replace the whole account with ``seed`` (which becomes what ``reset`` returns to)."""
@@ -233,20 +496,22 @@ class EmulatorStore:
             )
             for f in seed.forms
         }
-        self.webhooks = {}
+        self._clear_webhooks()
         for w in seed.webhooks:
             created = w.created_at or stamp
-            self.webhooks[(w.form_id, w.tag)] = Webhook(
-                id=w.id or self._new_id(),
-                form_id=w.form_id,
-                tag=w.tag,
-                url=w.url,
-                enabled=w.enabled,
-                verify_ssl=w.verify_ssl,
-                event_types=dict(w.event_types),
-                created_at=created,
-                updated_at=created,
-                secret_sha256=w.secret_sha256,
+            self._add(
+                Webhook(
+                    id=w.id or self._new_id(),
+                    form_id=w.form_id,
+                    tag=w.tag,
+                    url=w.url,
+                    enabled=w.enabled,
+                    verify_ssl=w.verify_ssl,
+                    event_types=dict(w.event_types),
+                    created_at=created,
+                    updated_at=created,
+                    secret_sha256=w.secret_sha256,
+                )
             )
         self.touch()
 
@@ -254,7 +519,7 @@ class EmulatorStore:
         """Back to the seed (or to the seed's forms without any webhook), stats cleared."""
         self.apply_seed(self.seed)
         if empty:
-            self.webhooks.clear()
+            self._clear_webhooks()
         self.stats = Stats()
         self.touch()
 
@@ -262,11 +527,34 @@ class EmulatorStore:
         return format_timestamp(self._now())
 
     def _new_id(self) -> str:
-        existing = {w.id for w in self.webhooks.values()}
         while True:
             candidate = "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
-            if candidate not in existing:
+            if candidate not in self._ids:
                 return candidate
+
+    # ----------------------------------------------------------------- the index
+
+    def _add(self, hook: Webhook) -> None:
+        self.webhooks[(hook.form_id, hook.tag)] = hook
+        self._by_form.setdefault(hook.form_id, {})[hook.tag] = hook
+        self._ids.add(hook.id)
+
+    def _remove(self, form_id: str, tag: str) -> Webhook | None:
+        hook = self.webhooks.pop((form_id, tag), None)
+        if hook is None:
+            return None
+        by_tag = self._by_form.get(form_id)
+        if by_tag is not None:
+            by_tag.pop(tag, None)
+            if not by_tag:
+                del self._by_form[form_id]
+        self._ids.discard(hook.id)
+        return hook
+
+    def _clear_webhooks(self) -> None:
+        self.webhooks.clear()
+        self._by_form.clear()
+        self._ids.clear()
 
     # ----------------------------------------------------------------- forms
 
@@ -277,18 +565,33 @@ class EmulatorStore:
         page_size: int = 10,
         search: str | None = None,
         workspace_id: str | None = None,
+        sort_by: str | None = None,
+        order_by: str | None = None,
     ) -> tuple[int, int, list[Form]]:
-        """``(total_items, page_count, items)`` of one page, in a stable order."""
-        forms = list(self.forms.values())
+        """``(total_items, page_count, items)`` of one page, in a stable order.
+
+        Without ``sort_by``, the order the forms were created in (``order_by=desc`` reverses
+        it); with it, by that field (one of ``FORM_SORT_KEYS``), ties broken by id, ascending
+        unless ``order_by`` is ``desc``.
+        """
+        forms: Iterable[Form] = self.forms.values()
         if workspace_id:
             forms = [f for f in forms if f.workspace_id == workspace_id]
         if search:
             needle = search.casefold()
             forms = [f for f in forms if needle in f.title.casefold() or needle in f.id.casefold()]
-        total = len(forms)
+        chosen = list(forms)
+        descending = order_by == "desc"
+        if sort_by is not None:
+            if sort_by not in FORM_SORT_KEYS:
+                raise ValueError(f"sort_by: one of {', '.join(FORM_SORT_KEYS)}")
+            chosen.sort(key=lambda f: (getattr(f, sort_by), f.id), reverse=descending)
+        elif descending:
+            chosen.reverse()
+        total = len(chosen)
         page_count = max(1, math.ceil(total / page_size))
         start = (page - 1) * page_size
-        return total, page_count, forms[start : start + page_size]
+        return total, page_count, chosen[start : start + page_size]
 
     def list_workspaces(
         self, *, page: int = 1, page_size: int = 10, search: str | None = None
@@ -306,7 +609,8 @@ class EmulatorStore:
     # ----------------------------------------------------------------- webhooks
 
     def list_webhooks(self, form_id: str) -> list[Webhook]:
-        return [w for (fid, _), w in self.webhooks.items() if fid == form_id]
+        """One form's webhooks, in the order they were created; costs that form's webhooks."""
+        return list(self._by_form.get(form_id, {}).values())
 
     def get_webhook(self, form_id: str, tag: str) -> Webhook | None:
         return self.webhooks.get((form_id, tag))
@@ -322,6 +626,7 @@ class EmulatorStore:
         if form_id not in self.forms:
             raise KeyError(form_id)
         secret_sha256 = hash_secret(change.secret) if change.secret else None
+        plain = self.settings.secret_echo is SecretEcho.PLAIN
         current = self.webhooks.get((form_id, tag))
         if current is None:
             if change.url is None:
@@ -338,9 +643,10 @@ class EmulatorStore:
                 created_at=stamp,
                 updated_at=stamp,
                 secret_sha256=secret_sha256,
+                secret=change.secret if plain and change.secret else None,
             )
-            self.webhooks[(form_id, tag)] = hook
-            self.touch()
+            self._add(hook)
+            self._record({"op": "put", "webhook": hook.to_json()})
             return hook, True
         updated = {
             "url": change.url if change.url is not None else current.url,
@@ -359,20 +665,26 @@ class EmulatorStore:
         if any(getattr(current, key) != value for key, value in updated.items()):
             for key, value in updated.items():
                 setattr(current, key, value)
+            if change.secret is not None:
+                current.secret = change.secret if plain and change.secret else None
             current.updated_at = self.timestamp()
-            self.touch()
+            self._record({"op": "put", "webhook": current.to_json()})
+        elif plain and change.secret and current.secret is None:
+            # The same secret, set again in plain mode: now it can be echoed (and kept).
+            current.secret = change.secret
+            self._record({"op": "put", "webhook": current.to_json()})
         return current, False
 
     def delete_webhook(self, form_id: str, tag: str) -> bool:
-        if self.webhooks.pop((form_id, tag), None) is None:
+        if self._remove(form_id, tag) is None:
             return False
-        self.touch()
+        self._record({"op": "delete", "form_id": form_id, "tag": tag})
         return True
 
     # ----------------------------------------------------------------- JSON
 
     def to_json(self) -> dict[str, Any]:
-        """Everything, as persisted (secrets as SHA-256 only)."""
+        """Everything, as persisted (secrets as SHA-256 only, outside plain mode)."""
         return {
             "format_version": FORMAT_VERSION,
             "settings": self.settings.to_json(),
@@ -411,6 +723,7 @@ class EmulatorStore:
         self.touch()
 
     def _load_account(self, data: Mapping[str, Any]) -> None:
+        plain = self.settings.secret_echo is SecretEcho.PLAIN
         try:
             self.workspaces = {
                 str(w["id"]): Workspace(str(w["id"]), str(w["name"]))
@@ -426,21 +739,12 @@ class EmulatorStore:
                 )
                 for f in data["forms"]
             }
-            self.webhooks = {}
+            self._clear_webhooks()
             for w in data.get("webhooks", []):
-                hook = Webhook(
-                    id=str(w["id"]),
-                    form_id=str(w["form_id"]),
-                    tag=str(w["tag"]),
-                    url=str(w["url"]),
-                    enabled=bool(w["enabled"]),
-                    verify_ssl=bool(w["verify_ssl"]),
-                    event_types=_event_types(w.get("event_types")),
-                    created_at=str(w["created_at"]),
-                    updated_at=str(w["updated_at"]),
-                    secret_sha256=w.get("secret_sha256"),
-                )
-                self.webhooks[(hook.form_id, hook.tag)] = hook
+                hook = Webhook.from_json(w)
+                if not plain:
+                    hook.secret = None
+                self._add(hook)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed account data ({type(exc).__name__}: {exc})") from exc
 
@@ -455,30 +759,26 @@ class EmulatorStore:
     # ----------------------------------------------------------------- files
 
     def save(self, path: str | Path) -> None:
-        """Write atomically: a reader sees the old file or the new one, never half of one."""
-        write_json_atomic(Path(path), self.to_json())
+        """Write a new snapshot atomically (a reader sees the old file or the new one, never
+        half of one) and retire the journal it now contains."""
+        from reconciler.emulator.persist import save_snapshot
+
+        save_snapshot(self, Path(path))
 
     @classmethod
     def load(cls, path: str | Path, *, now: Callable[[], datetime] = utc_now) -> EmulatorStore:
-        """Read a persisted account; a bad file is a ``ConfigError`` naming it."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read emulator state {path}: {exc.strerror}") from exc
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"emulator state {path} is not valid JSON: {exc}") from exc
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"emulator state {path}: expected a JSON object")
-        try:
-            return cls.from_json(data, now=now)
-        except ValueError as exc:
-            raise ConfigError(f"emulator state {path}: {exc}") from exc
+        """Read a persisted account (snapshot and journal); a bad file is a ``ConfigError``."""
+        from reconciler.emulator.persist import load_into
+
+        store = cls(now=now)
+        load_into(store, Path(path))
+        return store
 
 
 def _event_types(value: Mapping[str, bool] | None) -> dict[str, bool]:
     """The stored form: both known keys, missing ones false; absent means form_response only."""
     if value is None:
-        return {"form_response": True, "form_response_partial": False}
+        return dict(DEFAULT_EVENT_TYPES)
     return {
         "form_response": bool(value.get("form_response", False)),
         "form_response_partial": bool(value.get("form_response_partial", False)),
@@ -507,11 +807,17 @@ def configure(
     burst: int | None = None,
     faults: Faults | Mapping[str, Any] | None = None,
     seed: Seed | None = None,
+    secret_echo: SecretEcho | str | None = None,
+    event_types_echo: EventTypesEcho | str | None = None,
+    tokens: Mapping[str, Any] | None = None,
 ) -> EmulatorStore:
     """Set the settings of the persisted emulator at ``path`` (creating it if needed).
 
     What tests and scripts call before running CLI commands against ``emulator:PATH``:
-    ``configure(path, rate=1000)`` makes the in-process emulator effectively unthrottled.
+    ``configure(path, rate=1000)`` makes the in-process emulator effectively unthrottled;
+    ``configure(path, tokens={"tok": {"account": "a", "scopes": ["webhooks:read"]}})`` makes it
+    accept only that token, read-only (only the token's SHA-256 is written). ``None`` keeps a
+    setting as it is.
     """
     store = load_or_seed(path)
     if seed is not None:
@@ -526,12 +832,16 @@ def configure(
         if burst < 1:
             raise ConfigError("emulator burst must be at least 1")
         store.settings.burst = burst
-    if faults is not None:
-        try:
+    try:
+        if faults is not None:
             store.settings.faults = (
                 faults if isinstance(faults, Faults) else Faults.from_json(faults)
             )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        store.settings.set_modes(
+            secret_echo=secret_echo, event_types_echo=event_types_echo, tokens=tokens
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    store.settings_changed()
     store.save(path)
     return store

@@ -4,17 +4,18 @@
 ``.reconcile/emulator.json``; created from the demo seed on first use) and returns an
 ``InProcessEmulator`` whose ``transport`` plugs into ``httpx.AsyncClient(transport=...,
 base_url=...)``. Every request that changes the account is persisted before its response is
-returned (atomic write), so ``plan``, ``apply`` and ``drift`` run as separate CLI invocations
-see one account. Before each request the file is re-read if another handle or process changed
-it since. No token is needed; the rate and faults come from the file's settings.
+returned (a fsynced journal line, ``persist.py``), so ``plan``, ``apply`` and ``drift`` run as
+separate CLI invocations see one account. Before each request the handle catches up with what
+another handle or process wrote since. No token is needed unless the file's settings grant
+tokens; the rate, faults and echo modes come from the file's settings too.
 
 A "drop" fault surfaces as ``httpx.RemoteProtocolError``, exactly what a client sees when a
-server hangs up. This module never writes a secret: the store keeps only digests.
+server hangs up. This module never writes a secret itself: ``persist.py`` writes what the
+store keeps (digests, or plaintext secrets in ``secret_echo: plain`` mode only).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,8 @@ import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler.emulator.app import DROP_EXTENSION, create_app
-from reconciler.emulator.store import EmulatorStore, load_or_seed
+from reconciler.emulator.persist import StoreFile
+from reconciler.emulator.store import EmulatorStore
 from reconciler.emulator.urls import (
     DEFAULT_EMULATOR_PATH,
     EMULATOR_BASE_URL,
@@ -115,34 +117,6 @@ class InProcessEmulator:
         )
 
 
-class _FileSync:
-    """Keeps one store and one file in step: reload when the file moved on, save on change."""
-
-    def __init__(self, path: Path, store: EmulatorStore) -> None:
-        self.path = path
-        self.store = store
-        self._seen = self._stamp()
-
-    def _stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def refresh(self) -> None:
-        stamp = self._stamp()
-        if stamp is not None and stamp != self._seen:
-            fresh = EmulatorStore.load(self.path)
-            # In place: the app holds this object.
-            self.store.load_json(fresh.to_json())
-            self._seen = stamp
-
-    def save(self, _store: EmulatorStore | None = None) -> None:
-        self.store.save(self.path)
-        self._seen = self._stamp()
-
-
 def open_emulator(
     url: str = EMULATOR_SCHEME,
     *,
@@ -155,17 +129,17 @@ def open_emulator(
     Raises ``ConfigError`` when PATH exists but is not an emulator state file.
     """
     path = emulator_path(url)
-    store = load_or_seed(path)
-    sync = _FileSync(path, store)
+    handle = StoreFile.open(path)
+    store = handle.store
     app = create_app(
         store,
         require_auth=False,
         rate=store.settings.rate,
         burst=store.settings.burst,
         clock=clock,
-        on_change=sync.save,
+        on_change=handle.flush,
         rng=rng,
         sleep=sleep,
     )
-    transport = EmulatorTransport(app, before_request=sync.refresh, on_close=sync.save)
+    transport = EmulatorTransport(app, before_request=handle.refresh, on_close=handle.close)
     return InProcessEmulator(path=path, store=store, transport=transport)

@@ -6,7 +6,9 @@ free of starlette and uvicorn keeps that check (and every CLI start-up) cheap.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_EMULATOR_PATH",
@@ -14,6 +16,9 @@ __all__ = [
     "EMULATOR_SCHEME",
     "emulator_path",
     "is_emulator_url",
+    "is_local_host_header",
+    "is_loopback",
+    "is_loopback_origin",
 ]
 
 EMULATOR_SCHEME = "emulator:"
@@ -32,3 +37,54 @@ def emulator_path(url: str) -> Path:
     if not is_emulator_url(url):
         raise ValueError(f"not an emulator URL: {url!r}")
     return Path(url[len(EMULATOR_SCHEME) :] or DEFAULT_EMULATOR_PATH)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1), brackets allowed."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(value: str) -> str | None:
+    """The host of a ``Host`` header value (``name``, ``name:port``, ``[v6]:port``), or None
+    when it is not one."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        host, rest = value[1:end], value[end + 1 :]
+    else:
+        host, sep, port = value.partition(":")
+        rest = f":{port}" if sep else ""
+    if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        return None
+    return host or None
+
+
+_IN_PROCESS_HOST = urlsplit(EMULATOR_BASE_URL).hostname
+
+
+def is_local_host_header(value: str | None) -> bool:
+    """Whether a request's ``Host`` names this machine's loopback (any port) or the in-process
+    transport's ``emulator.invalid``: the only hosts the control API answers (a DNS-rebinding
+    page reaches a loopback server under its own domain name, which this refuses)."""
+    if not value:
+        return False
+    host = _host_of(value)
+    return host is not None and (host == _IN_PROCESS_HOST or is_loopback(host))
+
+
+def is_loopback_origin(value: str) -> bool:
+    """Whether an ``Origin`` header is a page served from loopback (``http://localhost:3000``)."""
+    try:
+        parts = urlsplit(value.strip())
+        host = parts.hostname
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and host is not None and is_loopback(host)
