@@ -168,7 +168,9 @@ def make_emulator(
     emulator_clock: FakeClock, _emulator_server: tuple[str, _SwappableApp]
 ) -> Iterator[MakeEmulator]:
     """``make_emulator(mode="inprocess"|"served", rate=1000, burst=None, seed=DEMO_SEED,
-    token=None, require_auth=True, faults=None, rng=None, sleep=None)``."""
+    token=None, require_auth=True, faults=None, rng=None, sleep=None, secret_echo=None,
+    event_types_echo=None, tokens=None)``; the last three are the settings' modes (``tokens``:
+    ``{TOKEN: {account, scopes}}``), ``None`` for the defaults."""
     url, holder = _emulator_server
 
     def make(
@@ -182,6 +184,9 @@ def make_emulator(
         faults: Faults | dict[str, Any] | None = None,
         rng: Any = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        secret_echo: str | None = None,
+        event_types_echo: str | None = None,
+        tokens: dict[str, Any] | None = None,
     ) -> RunningEmulator:
         store = EmulatorStore(seed, now=emulator_clock.utcnow)
         if faults is not None:
@@ -197,6 +202,9 @@ def make_emulator(
             clock=emulator_clock,
             rng=rng,
             sleep=sleep or emulator_clock.sleep,
+            secret_echo=secret_echo,
+            event_types_echo=event_types_echo,
+            tokens=tokens,
         )
         if mode == "served":
             holder.app = app

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from conftest import RunningEmulator
+from conftest import MakeEmulator, RunningEmulator
+
+from reconciler.emulator import EMULATOR_BASE_URL, Faults
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +116,136 @@ async def test_state_lists_forms_and_webhooks_with_secrets_redacted(
     assert "secret" not in hooks["t"]
     assert BODY["secret"] not in str(state)
     assert state["settings"]["rate"] == 2.0  # the store's settings, not the app's test rate
+
+
+# --------------------------------------------------------------------------- only local callers
+
+
+async def _webhook_count_after(emulator: RunningEmulator, **request: Any) -> tuple[int, Any]:
+    """POST /_emulator/reset?empty=1 with ``request``'s extras; the webhooks left, the answer."""
+    async with emulator.client() as client:
+        response = await client.post("/_emulator/reset", params={"empty": "1"}, **request)
+    return len(emulator.store.webhooks), response
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:8787",
+        "127.0.0.1.nip.io",
+        "localhost.evil.example",
+        "localhost:notaport",
+        "[::1",
+        "0.0.0.0:8787",
+    ],
+)
+async def test_the_control_api_refuses_a_request_addressed_to_another_host(
+    emulator: RunningEmulator, host: str
+) -> None:
+    left, response = await _webhook_count_after(emulator, headers={"Host": host})
+    assert response.status_code == 403
+    assert response.json()["code"] == "FORBIDDEN_HOST"
+    assert left == 2  # the reset did not happen
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "LOCALHOST:8787", "127.0.0.1:1", "127.3.2.1", "[::1]:8787", "[::1]"]
+)
+async def test_the_control_api_answers_loopback_hosts_on_any_port(
+    emulator: RunningEmulator, host: str
+) -> None:
+    left, response = await _webhook_count_after(emulator, headers={"Host": host})
+    assert response.status_code == 200
+    assert left == 0
+
+
+async def test_the_in_process_transports_host_is_the_only_other_one_allowed(
+    make_emulator: MakeEmulator,
+) -> None:
+    emu = make_emulator(mode="inprocess")
+    assert emu.base_url == EMULATOR_BASE_URL
+    async with emu.client() as client:
+        own = await client.get("/_emulator/stats")
+        other = await client.get("/_emulator/stats", headers={"Host": "emulator.example"})
+    assert own.status_code == 200
+    assert other.status_code == 403
+
+
+async def test_the_api_itself_still_answers_any_host(emulator: RunningEmulator) -> None:
+    async with emulator.client(headers={"Host": "api.typeform.test"}) as client:
+        assert (await client.get("/forms")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "http://localhost.evil.example:8787"},
+        {"Origin": "null"},
+        {"Origin": "http://127.0.0.1:notaport"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ],
+    ids=["other-site", "lookalike", "null", "bad-port", "fetch-metadata"],
+)
+async def test_the_control_api_refuses_cross_origin_requests(
+    emulator: RunningEmulator, headers: dict[str, str]
+) -> None:
+    left, response = await _webhook_count_after(emulator, headers=headers)
+    async with emulator.client() as client:
+        read = await client.get("/_emulator/state", headers=headers)
+    assert response.status_code == 403
+    assert response.json()["code"] == "FORBIDDEN_ORIGIN"
+    assert read.status_code == 403
+    assert left == 2
+
+
+async def test_a_page_served_from_loopback_may_use_the_control_api(
+    emulator: RunningEmulator,
+) -> None:
+    left, response = await _webhook_count_after(
+        emulator, headers={"Origin": "http://localhost:3000", "Sec-Fetch-Site": "same-site"}
+    )
+    assert response.status_code == 200
+    assert left == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"webhooks": "empty"}', "text/plain"),
+        (b'{"webhooks": "empty"}', "text/plain;charset=UTF-8"),
+        (b"webhooks=empty", "application/x-www-form-urlencoded"),
+        (b"--x--", "multipart/form-data; boundary=x"),
+        (b'{"webhooks": "empty"}', None),
+    ],
+    ids=["text", "text-charset", "form", "multipart", "no-content-type"],
+)
+async def test_a_state_changing_control_request_must_be_json(
+    emulator: RunningEmulator, content: bytes, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    emulator.store.settings.faults = Faults(error_status=502)
+    async with emulator.client() as client:
+        reset = await client.post("/_emulator/reset", content=content, headers=headers)
+        faults = await client.post(
+            "/_emulator/faults", content=b'{"error_rate": 1}', headers=headers
+        )
+        cleared = await client.request(
+            "DELETE", "/_emulator/faults", content=b"{}", headers={"Content-Type": "text/plain"}
+        )
+    for response in (reset, faults, cleared):
+        assert response.status_code == 415
+        assert response.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert len(emulator.store.webhooks) == 2
+    assert emulator.store.settings.faults == Faults(error_status=502)
+
+
+async def test_a_json_control_request_with_a_charset_is_fine(emulator: RunningEmulator) -> None:
+    left, response = await _webhook_count_after(
+        emulator,
+        content=b'{"webhooks": "empty"}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert response.status_code == 200
+    assert left == 0
