@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,11 +16,13 @@ from conftest import FakeClock
 from reconciler.emulator import (
     EMULATOR_BASE_URL,
     EmulatorStore,
+    StoreFile,
     configure,
     emulator_path,
     is_emulator_url,
     open_emulator,
 )
+from reconciler.emulator.store import WebhookChange
 from reconciler.errors import ConfigError
 
 pytestmark = pytest.mark.anyio
@@ -171,3 +174,122 @@ def test_state_survives_between_two_processes(emulator_url: str, emulator_path: 
     assert written["status"] == 200
     assert read == written
     assert SECRET not in emulator_path.read_text()
+
+
+# --------------------------------------------------------------------------- the journal
+
+
+def _journal(path: Path) -> Path:
+    return path.with_name(path.name + ".journal")
+
+
+def _put(handle: StoreFile, tag: str, url: str = "https://h.example/x", **extra: Any) -> None:
+    handle.store.put_webhook("kyc0001", tag, WebhookChange(url=url, **extra))
+    handle.flush()
+
+
+def test_a_write_appends_one_line_and_leaves_the_snapshot_alone(tmp_path: Path) -> None:
+    path = tmp_path / "emulator.json"
+    handle = StoreFile.open(path)
+    snapshot = path.read_bytes()
+    _put(handle, "t", secret=SECRET)
+    handle.store.delete_webhook("onbrd01", "legacy-zapier")
+    handle.flush()
+    lines = _journal(path).read_text().splitlines()
+    assert path.read_bytes() == snapshot
+    assert [json.loads(line)["op"] for line in lines] == ["put", "delete"]
+    assert SECRET not in _journal(path).read_text()
+    reread = EmulatorStore.load(path)
+    assert ("kyc0001", "t") in reread.webhooks
+    assert ("onbrd01", "legacy-zapier") not in reread.webhooks
+
+
+def test_closing_compacts_the_journal_into_the_snapshot_with_the_stats(tmp_path: Path) -> None:
+    path = tmp_path / "emulator.json"
+    handle = StoreFile.open(path)
+    _put(handle, "t")
+    handle.store.stats.count("GET /forms", 200)
+    handle.close()
+    assert not _journal(path).exists()
+    data = json.loads(path.read_text())
+    assert "t" in {w["tag"] for w in data["webhooks"]}
+    assert data["stats"]["total"] == 1
+
+
+def test_a_half_written_last_line_is_ignored_and_never_merged_with_the_next(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "emulator.json"
+    handle = StoreFile.open(path)
+    _put(handle, "first")
+    with _journal(path).open("ab") as journal:
+        journal.write(b'{"g":"x","op":"put","webhook":{"id":"cut-sh')  # a crash mid-write
+    assert ("kyc0001", "first") in EmulatorStore.load(path).webhooks
+    _put(handle, "second")  # appended after the torn line, on a line of its own
+    reread = EmulatorStore.load(path)
+    assert {("kyc0001", "first"), ("kyc0001", "second")} <= set(reread.webhooks)
+
+
+def test_a_leftover_journal_is_compacted_when_the_file_is_next_opened(tmp_path: Path) -> None:
+    path = tmp_path / "emulator.json"
+    crashed = StoreFile.open(path)
+    _put(crashed, "t")  # and never closed
+    assert _journal(path).exists()
+    reopened = open_emulator(f"emulator:{path}")
+    assert ("kyc0001", "t") in reopened.store.webhooks
+    assert not _journal(path).exists()
+    assert "kyc0001" in path.read_text()
+
+
+def test_journal_lines_from_before_the_last_snapshot_are_never_replayed(tmp_path: Path) -> None:
+    path = tmp_path / "emulator.json"
+    handle = StoreFile.open(path)
+    _put(handle, "t", url="https://h.example/old")
+    stale = _journal(path).read_bytes()
+    _put(handle, "t", url="https://h.example/new")
+    handle.close()
+    # A compaction that crashed after writing the snapshot, before removing the journal.
+    _journal(path).write_bytes(stale)
+    assert EmulatorStore.load(path).webhooks[("kyc0001", "t")].url == "https://h.example/new"
+
+
+def test_the_journal_is_compacted_once_it_outgrows_the_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "emulator.json"
+    handle = StoreFile.open(path, compact_at=0)
+    compactions = 0
+    for i in range(60):
+        before = path.stat().st_ino
+        _put(handle, f"t{i}", url=f"https://h.example/{'x' * 200}/{i}")
+        compactions += path.stat().st_ino != before
+        journal = _journal(path).stat().st_size if _journal(path).exists() else 0
+        assert journal <= path.stat().st_size
+    assert 1 <= compactions < 10  # the snapshot grows, so compactions get rarer
+    assert len(EmulatorStore.load(path).list_webhooks("kyc0001")) == 60
+
+
+def test_a_malformed_journal_entry_is_a_config_error_naming_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "emulator.json"
+    handle = StoreFile.open(path)
+    _put(handle, "t")
+    generation = json.loads(path.read_text())["generation"]
+    with _journal(path).open("a") as journal:
+        journal.write(json.dumps({"g": generation, "op": "explode"}) + "\n")
+    with pytest.raises(ConfigError) as err:
+        open_emulator(f"emulator:{path}")
+    assert str(_journal(path)) in str(err.value)
+    assert "explode" in str(err.value)
+
+
+async def test_another_handles_compaction_is_picked_up_before_the_next_request(
+    emulator_url: str,
+) -> None:
+    first = open_emulator(emulator_url)
+    async with first.client() as a:
+        await a.put("/forms/kyc0001/webhooks/t", json={"url": "https://h.example/t"})
+        second = open_emulator(emulator_url)  # compacts the journal the first one wrote
+        async with second.client() as b:
+            await b.put("/forms/kyc0001/webhooks/u", json={"url": "https://h.example/u"})
+        both = (await a.get("/forms/kyc0001/webhooks")).json()["items"]
+        await a.delete("/forms/kyc0001/webhooks/t")
+    assert [h["tag"] for h in both] == ["t", "u"]
+    assert [h.tag for h in open_emulator(emulator_url).store.list_webhooks("kyc0001")] == ["u"]

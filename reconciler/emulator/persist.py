@@ -200,8 +200,16 @@ class StoreFile:
     """Keeps one store and its file in step: ``refresh`` before a request, ``flush`` after a
     change (the app's ``on_change``), ``close`` at the end (compacts)."""
 
-    def __init__(self, path: Path, store: EmulatorStore, generation: str | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        store: EmulatorStore,
+        generation: str | None,
+        *,
+        compact_at: int = MIN_COMPACT_BYTES,
+    ) -> None:
         self.path = path
+        self._compact_at = compact_at
         self.journal = journal_path(path)
         self.store = store
         self._generation = generation
@@ -218,12 +226,16 @@ class StoreFile:
         *,
         seed: Seed = DEMO_SEED,
         now: Callable[[], datetime] = utc_now,
+        compact_at: int = MIN_COMPACT_BYTES,
     ) -> StoreFile:
         """The account at ``path`` (created from ``seed`` on first use), compacted if a journal
-        was left over. Raises ``ConfigError`` for a file that is not an emulator account."""
+        was left over. Raises ``ConfigError`` for a file that is not an emulator account.
+
+        ``compact_at``: the journal is compacted once it outgrows both the snapshot and this
+        many bytes."""
         path = Path(path)
         store = EmulatorStore(seed, now=now)
-        handle = cls(path, store, None)
+        handle = cls(path, store, None, compact_at=compact_at)
         if path.exists():
             handle._load()
             if handle._offset > 0 or handle._journal_stamp is not None:
@@ -300,7 +312,7 @@ class StoreFile:
         self._journal_stamp = _Stamp.of(self.journal)
         snapshot_size = self._snapshot_stamp.size if self._snapshot_stamp else 0
         if self._journal_stamp is not None and self._journal_stamp.size > max(
-            MIN_COMPACT_BYTES, snapshot_size
+            self._compact_at, snapshot_size
         ):
             self.compact()
 
