@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -143,3 +144,82 @@ def test_a_bad_latency_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
         main(["emulator", "--port", "0", "--latency", "soon"])
     assert exited.value.code == 1
     assert "--latency" in capsys.readouterr().err
+
+
+def test_json_logs_put_uvicorns_access_lines_and_ours_on_one_json_line_each(
+    tmp_path: Path,
+) -> None:
+    env = {"TYPEFORM_TOKEN": TOKEN}
+    args = ("--log-format", "json", "--log-level", "info")
+    with running_emulator(*args, env=env) as (proc, url, _line):
+        with httpx.Client(base_url=url) as client:
+            ok = client.get("/forms", headers={"Authorization": f"Bearer {TOKEN}"})
+            put = client.put(
+                "/forms/onbrd03/webhooks/kickoff",
+                json={"url": "https://h.example/k", "secret": SECRET},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )
+        code, stderr = stop(proc, signal.SIGTERM)
+    assert (ok.status_code, put.status_code, code) == (200, 200, 0)
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    loggers = {line["logger"] for line in lines}
+    assert {"uvicorn.access", "uvicorn.error", "reconciler.emulator"} <= loggers
+    access = [line["message"] for line in lines if line["logger"] == "uvicorn.access"]
+    assert any("GET /forms" in m and "200" in m for m in access)
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    assert any("stopped" in line["message"] for line in lines)
+    assert TOKEN not in stderr
+    assert SECRET not in stderr
+
+
+def test_modes_and_token_grants_from_flags_and_a_tokens_file(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        "$READ_TOKEN: {account: acme, scopes: [webhooks:read]}\n"
+        "literal-writer-token: {account: acme}\n"
+    )
+    state = tmp_path / "state.json"
+    env = {"READ_TOKEN": "env-reader-token-value", "TYPEFORM_TOKEN": ""}
+    args = ("--tokens", str(tokens), "--secret-echo", "masked", "--state", str(state))
+    with running_emulator(*args, "--event-types-echo", "omit-default", env=env) as (proc, url, _):
+        with httpx.Client(base_url=url) as client:
+            reader = {"Authorization": "Bearer env-reader-token-value"}
+            writer = {"Authorization": "Bearer literal-writer-token"}
+            body = {"url": "https://h.example/k", "secret": SECRET}
+            refused = client.put("/forms/onbrd03/webhooks/k", json=body, headers=reader)
+            written = client.put("/forms/onbrd03/webhooks/k", json=body, headers=writer)
+            stranger = client.get("/forms", headers={"Authorization": "Bearer nobody"})
+        code, stderr = stop(proc, signal.SIGTERM)
+    assert (refused.status_code, written.status_code, stranger.status_code) == (403, 200, 401)
+    assert written.json()["secret"] not in ("", SECRET)
+    assert "event_types" not in written.json()
+    persisted = state.read_text()
+    assert json.loads(persisted)["settings"]["secret_echo"] == "masked"
+    for value in ("env-reader-token-value", "literal-writer-token", SECRET):
+        assert value not in persisted
+        assert value not in stderr
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("$UNSET_TOKEN_VARIABLE_X: {account: a}", "UNSET_TOKEN_VARIABLE_X is not set"),
+        ("tok-secretish-value: {scopes: [webhooks:wirte]}", "webhooks:wirte"),
+        ("tok-secretish-value: [unclosed", "not valid YAML/JSON"),
+        ("- just\n- a list", "expected"),
+    ],
+)
+def test_a_bad_tokens_file_exits_1_without_quoting_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(content)
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--port", "0", "--tokens", str(tokens)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 1
+    assert message in err
+    assert str(tokens) in err
+    assert "tok-secretish-value" not in err
+    assert "Traceback" not in err
