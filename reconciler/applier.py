@@ -1,32 +1,50 @@
-"""Execute a Plan's writes through a ``WebhookAPI`` and report each as an operation record.
+"""Execute a plan's writes through a ``WebhookAPI``: one outcome row and one record per write.
 
 Apply does exactly what the plan says and nothing else: it never re-plans. A failing write
-becomes a failed result (and record), not an exception that stops the others, so one bad form
+becomes a failed row (and record), not an exception that stops the others, so one bad form
 cannot hold back the rest; re-running after a partial failure converges because the next plan
 starts from whatever did land. With ``atomic`` the writes that did land are reverted when any
-failed (a deleted webhook is re-created from its before-image).
+failed, and each revert says honestly what it could restore: a secret is write-only, so a rotated
+secret stays rotated and a re-created webhook comes back without one.
 
-Secrets arrive already resolved, keyed by webhook, and go only into request bodies: results,
-records and the state file carry at most a fingerprint.
+Every state transition happens here, after each write that landed, so a crash mid-apply loses
+nothing that is known to have landed: created or updated webhooks become owned (with their id,
+last-applied body and secret fingerprint), deleted ones stop being owned, and declared webhooks
+that were already right are adopted. If the state or the records cannot be written after a write
+landed, no further write starts, and ``LocalWriteError`` names what landed and what went
+unrecorded (SPEC section 4).
+
+Secrets arrive already resolved, keyed by webhook, and go only into request bodies: rows,
+records and the state carry at most a fingerprint.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
 
-from reconciler.errors import APIError, ReconcileError
-from reconciler.models import Action, Change, LiveWebhook, OperationRecord, WebhookKey
+from reconciler.errors import APIError, ReconcileError, WebhookNotFoundError
+from reconciler.models import (
+    Action,
+    Change,
+    LiveWebhook,
+    Operation,
+    OperationRecord,
+    Plan,
+    WebhookKey,
+)
 from reconciler.state import ManagedWebhook, State
 
 __all__ = [
-    "ActionResult",
     "ApplyOutcome",
+    "Outcome",
     "WebhookAPI",
+    "adopt",
+    "applied_body",
     "apply_plan",
     "write_body",
 ]
@@ -49,29 +67,56 @@ class WebhookAPI(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class ActionResult:
+class Outcome:
+    """What happened to one webhook: one row per write (and per adoption, which writes nothing).
+
+    ``note`` says what a person should know beyond success, such as a secret that a revert
+    could not restore.
+    """
+
     change: Change
-    operation: str  # create | update | delete | revert
+    operation: Operation
     success: bool
-    error: str | None
-    webhook_id: str | None
-    attempts: int
-    duration_ms: int
+    error: str | None = None
+    webhook_id: str | None = None
+    attempts: int = 0
+    duration_ms: int = 0
+    note: str | None = None
+
+    @property
+    def key(self) -> WebhookKey:
+        return self.change.key
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.key.to_json(),
+            "address": str(self.key),
+            "operation": self.operation.value,
+            "success": self.success,
+            "error": self.error,
+            "webhook_id": self.webhook_id,
+            "attempts": self.attempts,
+            "duration_ms": self.duration_ms,
+            "note": self.note,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class ApplyOutcome:
-    results: tuple[ActionResult, ...]
-    reverts: tuple[ActionResult, ...]
+    rows: tuple[Outcome, ...]
     state: State
+    adopted: tuple[WebhookKey, ...] = ()
+    local_failure: str | None = None
+    skipped: tuple[Change, ...] = field(default=())
+    """Writes never started because a local write failed first."""
 
     @property
-    def failed(self) -> tuple[ActionResult, ...]:
-        return tuple(r for r in self.results + self.reverts if not r.success)
+    def failed(self) -> tuple[Outcome, ...]:
+        return tuple(r for r in self.rows if not r.success)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and self.local_failure is None
 
 
 def write_body(after: Mapping[str, Any], secret: str | None) -> dict[str, Any]:
@@ -80,6 +125,17 @@ def write_body(after: Mapping[str, Any], secret: str | None) -> dict[str, Any]:
     if secret is not None:
         body["secret"] = secret
     return body
+
+
+def applied_body(essence: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What the state keeps of a written body: the managed fields, never the secret."""
+    if essence is None:
+        return None
+    return {k: v for k, v in essence.items() if k != "secret"}
+
+
+Record = Callable[[OperationRecord], None]
+SaveState = Callable[[State], None]
 
 
 async def apply_plan(
@@ -91,53 +147,78 @@ async def apply_plan(
     run_id: str,
     now: Callable[[], str],
     fingerprint: Callable[[str], str],
-    record: Callable[[OperationRecord], None],
-    on_state: Callable[[State], None] = lambda _state: None,
-    on_result: Callable[[ActionResult], None] = lambda _result: None,
+    record: Record,
+    on_state: SaveState = lambda _state: None,
+    on_result: Callable[[Outcome], None] = lambda _row: None,
     atomic: bool = False,
 ) -> ApplyOutcome:
-    """Run every write concurrently (each account's client paces itself) and collect results.
+    """Run every write concurrently (each account's client paces itself) and collect rows.
 
-    ``record`` is called once per API write, ``on_state`` after each successful write with the
-    updated state (so a crash mid-apply loses nothing that landed), ``on_result`` for progress.
+    ``record`` is called once per API write and ``on_state`` after each that landed, with the
+    updated state; if either raises ``OSError`` or ``ReconcileError``, writes not yet started are
+    skipped and the outcome carries ``local_failure`` (the caller raises ``LocalWriteError``).
     """
     current = state
-    results: list[ActionResult] = []
-    reverts: list[ActionResult] = []
+    rows: list[Outcome] = []
+    started_writes: set[int] = set()
+    unrecorded: list[str] = []
+    local_failure: str | None = None
 
-    def settle(result: ActionResult, written: LiveWebhook | None) -> None:
-        nonlocal current
-        (reverts if result.operation == "revert" else results).append(result)
-        record(_record(result, run_id=run_id, now=now))
-        on_result(result)
-        if result.success:
-            current = _next_state(current, state, result, written, secrets, now(), fingerprint)
-            on_state(current)
+    def settle(row: Outcome, written: LiveWebhook | None) -> None:
+        nonlocal current, local_failure
+        rows.append(row)
+        on_result(row)
+        try:
+            record(_record(row, run_id=run_id, now=now))
+        except (OSError, ReconcileError) as exc:
+            unrecorded.append(f"record of {row.operation.value} {row.key}")
+            local_failure = local_failure or _describe(exc, "the operation records")
+        if row.success:
+            current = next_state(current, state, row, written, secrets, now(), fingerprint)
+            try:
+                on_state(current)
+            except (OSError, ReconcileError) as exc:
+                unrecorded.append(f"state of {row.key}")
+                local_failure = local_failure or _describe(exc, "the state")
 
     async def run(
-        change: Change, operation: str, call: Callable[[], Awaitable[WriteResult]]
+        index: int,
+        change: Change,
+        operation: Operation,
+        call: Callable[[], Awaitable[WriteResult]],
     ) -> None:
+        if local_failure is not None:
+            return  # a local write failed: start nothing more that could go unrecorded
+        started_writes.add(index)
         started = time.perf_counter()
         try:
             written = await call()
+        except WebhookNotFoundError as exc:
+            if change.action is Action.DELETE and operation is Operation.DELETE:
+                # Already gone: a retried DELETE whose first attempt landed, or someone else
+                # deleted it. Either way the plan's intent holds.
+                settle(
+                    Outcome(
+                        change,
+                        operation,
+                        True,
+                        None,
+                        change.webhook_id,
+                        exc.attempts,
+                        _ms(started),
+                        note="already gone (404)",
+                    ),
+                    None,
+                )
+                return
+            settle(_failed(change, operation, exc, started), None)
+            return
         except ReconcileError as exc:
-            attempts = exc.attempts if isinstance(exc, APIError) else 1
-            settle(
-                ActionResult(
-                    change,
-                    operation,
-                    False,
-                    str(exc),  # the client's message already names the HTTP status
-                    change.webhook_id,
-                    attempts,
-                    _ms(started),
-                ),
-                None,
-            )
+            settle(_failed(change, operation, exc, started), None)
             return
         hook = written.webhook
         settle(
-            ActionResult(
+            Outcome(
                 change,
                 operation,
                 True,
@@ -145,24 +226,83 @@ async def apply_plan(
                 hook.id if hook else change.webhook_id,
                 written.attempts,
                 _ms(started),
+                note=revert_note(change) if operation is Operation.REVERT else None,
             ),
             hook,
         )
 
+    writes = [c for c in changes if c.action is not Action.NOOP]
     async with anyio.create_task_group() as tg:
-        for change in changes:
-            if change.action is Action.NOOP:
-                continue
+        for index, change in enumerate(writes):
             api = apis[change.key.account]
-            tg.start_soon(run, change, change.action.value, _forward(api, change, secrets))
+            operation = Operation(change.action.value)
+            tg.start_soon(run, index, change, operation, _forward(api, change, secrets))
 
-    if atomic and any(not r.success for r in results):
+    if atomic and any(not r.success for r in rows) and local_failure is None:
+        landed = [r for r in rows if r.success]
         async with anyio.create_task_group() as tg:
-            for result in results:
-                if result.success:
-                    api = apis[result.change.key.account]
-                    tg.start_soon(run, result.change, "revert", _backward(api, result))
-    return ApplyOutcome(tuple(results), tuple(reverts), current)
+            for index, row in enumerate(landed, start=len(writes)):
+                api = apis[row.key.account]
+                tg.start_soon(run, index, row.change, Operation.REVERT, _backward(api, row))
+
+    skipped = tuple(c for i, c in enumerate(writes) if i not in started_writes)
+    if local_failure is not None:
+        landed_text = (
+            ", ".join(f"{r.operation.value} {r.key}" for r in rows if r.success) or "nothing"
+        )
+        lost = "; ".join(unrecorded) or "nothing"
+        local_failure = (
+            f"{local_failure}. Writes that landed: {landed_text}. Not recorded: {lost}. "
+            f"{len(skipped)} write(s) not started. Fix the cause and run apply again: "
+            "it adopts what landed and converges."
+        )
+    return ApplyOutcome(tuple(rows), current, (), local_failure, skipped)
+
+
+def adopt(
+    plan: Plan,
+    state: State,
+    *,
+    secrets: Mapping[WebhookKey, str],
+    now: str,
+    fingerprint: Callable[[str], str],
+) -> tuple[State, tuple[WebhookKey, ...]]:
+    """Claim every declared webhook the plan found live and right (SPEC section 6).
+
+    A no-op of a declared, present webhook that the state does not record under its live id
+    becomes owned: it carries its id, so a later ``--prune`` can prove it is ours.
+    """
+    adopted: list[WebhookKey] = []
+    for change in plan.actions:
+        if change.action is not Action.NOOP or change.after is None or not change.webhook_id:
+            continue
+        entry = state.get(change.key)
+        if entry is not None and entry.webhook_id == change.webhook_id:
+            continue
+        secret = secrets.get(change.key)
+        state = state.with_applied(
+            ManagedWebhook(
+                key=change.key,
+                webhook_id=change.webhook_id,
+                applied_at=now,
+                applied=applied_body(change.after),
+                source=change.location.file if change.location else None,
+                secret_fingerprint=fingerprint(secret) if secret is not None else None,
+            )
+        )
+        adopted.append(change.key)
+    return state, tuple(adopted)
+
+
+def _failed(change: Change, operation: Operation, exc: ReconcileError, started: float) -> Outcome:
+    attempts = exc.attempts if isinstance(exc, APIError) else 1
+    # The client's message already names the HTTP status and what to do.
+    return Outcome(change, operation, False, str(exc), change.webhook_id, attempts, _ms(started))
+
+
+def _describe(exc: BaseException, what: str) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"could not write {what} ({reason})"
 
 
 def _forward(
@@ -176,13 +316,13 @@ def _forward(
     return lambda: api.put_webhook(key.form_id, key.tag, body)
 
 
-def _backward(api: WebhookAPI, result: ActionResult) -> Callable[[], Awaitable[WriteResult]]:
-    """The write that undoes ``result``: delete what was created, restore the before-image.
+def _backward(api: WebhookAPI, row: Outcome) -> Callable[[], Awaitable[WriteResult]]:
+    """The write that undoes ``row``: delete what was created, restore the before-image.
 
-    A secret cannot be restored (the API never returned it): a reverted update or re-created
-    webhook keeps whatever secret the API leaves it with.
+    A secret cannot be restored (the API never returned it): a reverted update keeps the new
+    secret, and a re-created webhook comes back without one.
     """
-    change = result.change
+    change = row.change
     key = change.key
     if change.action is Action.CREATE:
         return lambda: api.delete_webhook(key.form_id, key.tag)
@@ -191,63 +331,99 @@ def _backward(api: WebhookAPI, result: ActionResult) -> Callable[[], Awaitable[W
     return lambda: api.put_webhook(key.form_id, key.tag, body)
 
 
+def revert_note(change: Change) -> str | None:
+    """What a revert of ``change`` cannot restore, in words (``None``: everything)."""
+    if change.action is Action.UPDATE and any(fc.field == "secret" for fc in change.changes):
+        return "fields restored; the secret stays rotated (secrets are write-only)"
+    if change.action is Action.DELETE and change.before and "secret" in change.before:
+        return "re-created without its secret (secrets are write-only): set it again"
+    return None
+
+
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _record(result: ActionResult, *, run_id: str, now: Callable[[], str]) -> OperationRecord:
-    change = result.change
+def _record(row: Outcome, *, run_id: str, now: Callable[[], str]) -> OperationRecord:
+    change = row.change
     source = change.after if change.after is not None else change.before
     url = source.get("url") if source else None
     return OperationRecord(
         timestamp=now(),
         run_id=run_id,
-        operation=result.operation,
+        operation=row.operation,
         account=change.key.account,
         form_id=change.key.form_id,
         tag=change.key.tag,
-        webhook_id=result.webhook_id,
+        webhook_id=row.webhook_id,
         url=url,
-        success=result.success,
-        error=result.error,
-        attempts=result.attempts,
-        duration_ms=result.duration_ms,
+        success=row.success,
+        error=row.error,
+        attempts=row.attempts,
+        duration_ms=row.duration_ms,
+        note=row.note,
     )
 
 
-def _next_state(
+def next_state(
     current: State,
     original: State,
-    result: ActionResult,
+    row: Outcome,
     written: LiveWebhook | None,
     secrets: Mapping[WebhookKey, str],
     applied_at: str,
     fingerprint: Callable[[str], str],
 ) -> State:
-    """The state after one successful write: what the tool now owns, and its secret's hash."""
-    key = result.change.key
+    """The state after one write that landed: what the tool now owns, and its secret's hash."""
+    change = row.change
+    key = change.key
     previous = current.get(key)
-    planned = result.change.action
-    if result.operation == "revert":
-        if planned is Action.CREATE:
+    source = change.location.file if change.location else (previous.source if previous else None)
+    if row.operation is Operation.REVERT:
+        if change.action is Action.CREATE:
             return current.without(key)
-        if planned is Action.UPDATE:
-            return current  # fields restored; the new secret stays live, so does its hash
+        if change.action is Action.UPDATE:
+            # Fields restored, still ours; the new secret stays live, and so does its hash.
+            if previous is None:
+                return current
+            return current.with_applied(
+                ManagedWebhook(
+                    key=key,
+                    webhook_id=previous.webhook_id,
+                    applied_at=applied_at,
+                    applied=applied_body(change.before),
+                    source=previous.source,
+                    secret_fingerprint=previous.secret_fingerprint,
+                )
+            )
         was = original.get(key)  # a re-created deletion: ours again only if it was ours before
         if was is None:
             return current
         return current.with_applied(
-            ManagedWebhook(key, result.webhook_id or "", applied_at, was.url, None)
+            ManagedWebhook(
+                key=key,
+                webhook_id=row.webhook_id or was.webhook_id,
+                applied_at=applied_at,
+                applied=applied_body(change.before),
+                source=was.source,
+                secret_fingerprint=None,  # re-created without a secret
+            )
         )
-    if planned is Action.DELETE:
+    if change.action is Action.DELETE:
         return current.without(key)
     secret = secrets.get(key)
+    webhook_id = row.webhook_id or (previous.webhook_id if previous else None)
+    if not webhook_id:
+        # The API answered without the webhook: its id is unknown, so ownership cannot be
+        # proven. The next apply adopts it from the live list.
+        return current
     return current.with_applied(
         ManagedWebhook(
             key=key,
-            webhook_id=result.webhook_id or (previous.webhook_id if previous else ""),
+            webhook_id=webhook_id,
             applied_at=applied_at,
-            url=written.url if written else None,
+            applied=applied_body(change.after),
+            source=source,
             secret_fingerprint=(
                 fingerprint(secret)
                 if secret is not None

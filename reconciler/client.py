@@ -45,6 +45,7 @@ from reconciler.errors import (
     ValidationAPIError,
     WebhookNotFoundError,
 )
+from reconciler.logs import register_sensitive
 from reconciler.models import DEFAULT_ACCOUNT, DEFAULT_RATE, LiveWebhook
 from reconciler.pacer import Pacer
 
@@ -462,7 +463,10 @@ class TypeformClient:
             page += 1
 
     def _live(self, webhook: _Webhook) -> LiveWebhook:
-        return LiveWebhook.from_api(self.account, webhook.model_dump())
+        live = LiveWebhook.from_api(self.account, webhook.model_dump())
+        # Where the API echoes secrets, every one it shows is sensitive, ours or not.
+        register_sensitive(live.secret)
+        return live
 
     # ------------------------------------------------------------------ the one retry loop
 
@@ -582,6 +586,10 @@ class TypeformClient:
             error = self._transport_error(route, failure, attempts, secrets)
         if isinstance(error, APIError):
             error.attempts = attempts
+            if response is not None and response.status_code == 429:
+                error.retry_after = parse_retry_after(
+                    response.headers.get("Retry-After"), now=self._wall_clock()
+                )
         raise error from failure
 
     def _transport_error(
@@ -597,6 +605,7 @@ class TypeformClient:
             f"could not get an answer from {host} for {route}{self._about(route)} after "
             f"{_times(attempts)} ({reason}). Check the network and the API URL of account "
             f"'{self.account}'; the request is safe to retry.",
+            unreachable=isinstance(exc, httpx.ConnectError),
             form_id=route.form_id,
             tag=route.tag,
         )

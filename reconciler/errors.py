@@ -18,8 +18,9 @@ file involved and what to do, and never contain a token, a secret or request hea
     │   ├── StalePlanError                  saved plan no longer matches live webhooks
     │   └── UnsafePlanError                 too many deletions, or would empty an account
     ├── ApplyError                          one or more writes failed (the results are attached)
+    ├── LocalWriteError                     state or records could not be written after API writes
     └── APIError                            anything the Typeform API (or the way to it) said
-        ├── AuthenticationError             401 / 403: token missing, wrong, or lacking scope
+        ├── AuthenticationError  systemic   401 / 403: token missing, wrong, or lacking scope
         ├── NotFoundError
         │   ├── FormNotFoundError           unknown form, or not readable with this token
         │   └── WebhookNotFoundError        no webhook with that tag on the form
@@ -28,6 +29,9 @@ file involved and what to do, and never contain a token, a secret or request hea
         ├── ServerError         transient   5xx / 408 still returned after every retry
         ├── UnexpectedAPIError              any other status
         └── TransportError      transient   connection refused / reset, timeouts, TLS errors
+                                (systemic when nothing could connect: refused, DNS)
+
+    Interrupted (BaseException, not an error)  SIGINT / SIGTERM stopped the run cleanly
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "FormNotFoundError",
+    "Interrupted",
+    "LocalWriteError",
     "LockHeldError",
     "ManifestError",
     "NotFoundError",
@@ -63,9 +69,15 @@ __all__ = [
 
 
 class ReconcileError(Exception):
-    """Base of every error the tool raises deliberately. ``str(err)`` is the user-facing message."""
+    """Base of every error the tool raises deliberately. ``str(err)`` is the user-facing message.
+
+    ``transient``: the same operation may succeed later (back off and retry). ``systemic``: the
+    failure is about the whole account (bad token, API unreachable), so asking again for the next
+    form is pointless: its run stops at the first such error.
+    """
 
     transient: bool = False
+    systemic: bool = False
 
 
 class ManifestError(ReconcileError):
@@ -113,6 +125,18 @@ class ApplyError(ReconcileError):
         self.results = tuple(results)
 
 
+class LocalWriteError(ReconcileError):
+    """Writing the state or the records failed after API writes landed; further writes stopped."""
+
+
+class Interrupted(BaseException):
+    """A signal (SIGINT, SIGTERM) stopped the run after cleaning up; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
 class APIError(ReconcileError):
     """An error answered by the Typeform API, or met on the way to it.
 
@@ -132,9 +156,11 @@ class APIError(ReconcileError):
         form_id: str | None = None,
         tag: str | None = None,
         attempts: int = 1,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.retry_after = retry_after
         self.status = status
         self.code = code
         self.description = description
@@ -145,6 +171,8 @@ class APIError(ReconcileError):
 
 class AuthenticationError(APIError):
     """401 or 403: the token is missing, invalid, or lacks the webhooks scopes."""
+
+    systemic = True
 
 
 class NotFoundError(APIError):
@@ -180,6 +208,14 @@ class UnexpectedAPIError(APIError):
 
 
 class TransportError(APIError):
-    """No HTTP answer at all: refused, reset, timed out, TLS failure."""
+    """No HTTP answer at all: refused, reset, timed out, TLS failure.
+
+    ``systemic`` when no connection could be made at all (refused, DNS): then the account's API
+    is unreachable, not one request unlucky.
+    """
 
     transient = True
+
+    def __init__(self, message: str, *, unreachable: bool = False, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.systemic = unreachable

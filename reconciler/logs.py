@@ -1,8 +1,9 @@
 """Logging set-up for the CLI: level, text or JSON lines on stderr, and a last line of defence.
 
 Modules log through ``logging.getLogger(__name__)`` and never format a secret into a message in
-the first place. As a second guard, every value resolved as a secret or token is registered here,
-and the handler's filter replaces it wherever it would appear in a log line.
+the first place. As a second guard, every value resolved as a secret or token during a run is
+registered with that run's ``Redactor``, and the handler's filter replaces it wherever it would
+appear in a log line emitted inside the run.
 """
 
 from __future__ import annotations
@@ -10,28 +11,66 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
 
 from reconciler.models import SENSITIVE
 
-__all__ = ["configure_logging", "redact", "register_sensitive"]
+__all__ = ["Redactor", "configure_logging", "redact", "redacting", "register_sensitive"]
 
-_SENSITIVE_VALUES: set[str] = set()
 _MIN_LENGTH = 4  # redacting "a" or "1" everywhere would garble logs and reveal nothing
 
 
+class Redactor:
+    """The secrets and tokens of one run, replaced by ``(sensitive)`` wherever they would appear.
+
+    One per run (``Run.redactor``), not one per process: a long-lived ``watch`` or a Python user
+    running many plans must not accumulate every value it ever saw.
+    """
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._values)} values)"
+
+    def add(self, value: str | None) -> None:
+        if value and len(value) >= _MIN_LENGTH:
+            self._values.add(value)
+
+    def redact(self, text: str) -> str:
+        for value in sorted(self._values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, SENSITIVE)
+        return text
+
+
+_CURRENT: ContextVar[Redactor | None] = ContextVar("reconciler_redactor", default=None)
+
+
+@contextmanager
+def redacting(redactor: Redactor) -> Iterator[Redactor]:
+    """Make ``redactor`` the one that log lines of this context (and its tasks) go through."""
+    token = _CURRENT.set(redactor)
+    try:
+        yield redactor
+    finally:
+        _CURRENT.reset(token)
+
+
 def register_sensitive(value: str | None) -> None:
-    """Never let ``value`` reach a log line (secrets, tokens)."""
-    if value and len(value) >= _MIN_LENGTH:
-        _SENSITIVE_VALUES.add(value)
+    """Never let ``value`` reach a log line of the current run (secrets, tokens)."""
+    current = _CURRENT.get()
+    if current is not None:
+        current.add(value)
 
 
 def redact(text: str) -> str:
-    for value in sorted(_SENSITIVE_VALUES, key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, SENSITIVE)
-    return text
+    current = _CURRENT.get()
+    return current.redact(text) if current is not None else text
 
 
 class _RedactingFilter(logging.Filter):

@@ -8,6 +8,7 @@ change. This module does no I/O and holds no secret values: a secret is only eve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,13 +29,16 @@ __all__ = [
     "FieldChange",
     "LiveWebhook",
     "Location",
+    "Operation",
     "OperationRecord",
     "Ownership",
     "Plan",
     "Presence",
+    "Reason",
     "SecretRef",
     "SecretSource",
     "Severity",
+    "Target",
     "UntouchedWebhook",
     "WebhookKey",
     "WebhookSet",
@@ -105,12 +109,14 @@ class SecretRef:
 
     ``name`` is the environment variable for ``env``, or the path as written for ``file``;
     ``base_dir`` is the directory of the manifest that declared it (``file`` paths are relative
-    to their manifest).
+    to their manifest); ``root`` is the manifest tree it was found in (the PATH argument, or a
+    file argument's directory): a ``file`` secret must resolve inside it or a secret directory.
     """
 
     source: SecretSource
     name: str
     base_dir: str = "."
+    root: str = "."
 
     def describe(self) -> str:
         return f"{self.source.value}:{self.name}"
@@ -176,6 +182,47 @@ class WebhookKey:
 
     def to_json(self) -> dict[str, str]:
         return {"account": self.account, "form_id": self.form_id, "tag": self.tag}
+
+
+_ADDRESS = re.compile(
+    r"(?:(?P<account>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?):)?"
+    r"(?P<form_id>[A-Za-z0-9]{1,64})(?:/(?P<tag>[A-Za-z0-9][A-Za-z0-9._-]{0,63}))?"
+)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Target:
+    """``--target [ACCOUNT:]FORM_ID[/TAG]``: limits a run to a form, or one webhook of it.
+
+    Written the way every address is printed, so any address a plan shows is accepted back.
+    Without an account it matches the form in every account.
+    """
+
+    form_id: str
+    tag: str | None = None
+    account: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """Raise ``ValueError`` naming the expected shape when ``text`` is not an address."""
+        match = _ADDRESS.fullmatch(text.strip())
+        if match is None:
+            raise ValueError(
+                f"{text!r} is not an address: expected [ACCOUNT:]FORM_ID or "
+                "[ACCOUNT:]FORM_ID/TAG, as plans print them"
+            )
+        return cls(match["form_id"], match["tag"], match["account"])
+
+    def matches(self, key: WebhookKey) -> bool:
+        return (
+            key.form_id == self.form_id
+            and (self.tag is None or key.tag == self.tag)
+            and (self.account is None or key.account == self.account)
+        )
+
+    def __str__(self) -> str:
+        prefix = f"{self.account}:" if self.account else ""
+        return f"{prefix}{self.form_id}" + (f"/{self.tag}" if self.tag else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +354,49 @@ class Action(StrEnum):
         return {"create": "+", "update": "~", "delete": "-", "noop": " "}[self.value]
 
 
+class Operation(StrEnum):
+    """What apply did to one webhook: the planned action, or what followed from it.
+
+    ``revert`` undoes a write of the same run (``--atomic``); ``adopt`` records a declared webhook
+    that was already live and right, so the state file can prove it is ours (no API write).
+    """
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    REVERT = "revert"
+    ADOPT = "adopt"
+
+    @property
+    def past(self) -> str:
+        return {
+            "create": "created",
+            "update": "updated",
+            "delete": "deleted",
+            "revert": "reverted",
+            "adopt": "adopted",
+        }[self.value]
+
+
+class Reason(StrEnum):
+    """Why the plan put a webhook where it did: data for people, never read to decide anything.
+
+    Decisions are made on ``Action``s (Terraform's ``ActionReason`` is the model); ``render.py``
+    is the only place that turns a reason into prose.
+    """
+
+    DECLARED_NOT_LIVE = "declared_not_live"
+    LIVE_DIFFERS = "live_differs"
+    SECRET_CHANGED = "secret_changed"
+    SECRET_NOT_RECORDED = "secret_not_recorded"
+    IN_SYNC = "in_sync"
+    DECLARED_ABSENT = "declared_absent"
+    ALREADY_ABSENT = "already_absent"
+    NO_LONGER_DECLARED = "no_longer_declared"
+    EXCLUSIVE_UNDECLARED = "exclusive_undeclared"
+    NOT_DECLARED = "not_declared"
+
+
 @dataclass(frozen=True, slots=True)
 class FieldChange:
     """One field that differs. Secret fields carry ``SENSITIVE`` on both sides, never values."""
@@ -338,7 +428,7 @@ class Change:
     before: Mapping[str, Any] | None
     after: Mapping[str, Any] | None
     changes: tuple[FieldChange, ...] = ()
-    reason: str = ""
+    reasons: tuple[Reason, ...] = ()
     webhook_id: str | None = None
     secret_ref: SecretRef | None = None
     location: Location | None = None
@@ -350,37 +440,45 @@ class UntouchedWebhook:
 
     key: WebhookKey
     url: str
-    reason: str = ""
+    reason: Reason = Reason.NOT_DECLARED
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Inert data: what apply would do, and the evidence it was computed from.
 
+    ``actions`` holds one ``Change`` per declared or owned webhook in scope, no-ops included,
+    exactly the JSON document's ``actions``; ``writes`` are the ones apply executes.
     ``live_fingerprints`` maps ``(account, form_id)`` of every form the plan touches to a digest
     of that form's live webhooks at plan time, and ``secret_fingerprints`` each secret the plan
     would send to a salted hash of its value; apply of a saved plan refuses when any differs.
     """
 
     created_at: str
-    changes: tuple[Change, ...]
+    actions: tuple[Change, ...]
     unmanaged: tuple[UntouchedWebhook, ...] = ()
     prune_skipped: tuple[UntouchedWebhook, ...] = ()
     live_fingerprints: Mapping[tuple[str, str], str] = field(default_factory=dict)
     secret_fingerprints: Mapping[WebhookKey, str] = field(default_factory=dict)
     prune: bool = False
+    targets: tuple[Target, ...] = ()
+    """The ``--target``s the plan was limited to."""
+    accounts: tuple[str, ...] = ()
+    """The ``--account``s the plan was limited to (empty: every account)."""
+    fingerprint_salt: str | None = None
+    """The state salt ``secret_fingerprints`` were made under (``reconciler.fingerprints``)."""
 
     @property
-    def actions(self) -> tuple[Change, ...]:
-        """The changes that write something (everything but noop)."""
-        return tuple(c for c in self.changes if c.action is not Action.NOOP)
+    def writes(self) -> tuple[Change, ...]:
+        """The actions that write something (everything but noop), in plan order."""
+        return tuple(c for c in self.actions if c.action is not Action.NOOP)
 
     def count(self, action: Action) -> int:
-        return sum(1 for c in self.changes if c.action is action)
+        return sum(1 for c in self.actions if c.action is action)
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action is not Action.NOOP for c in self.changes)
+        return any(c.action is not Action.NOOP for c in self.actions)
 
 
 # --------------------------------------------------------------------------- apply results
@@ -392,7 +490,7 @@ class OperationRecord:
 
     timestamp: str
     run_id: str
-    operation: str
+    operation: Operation
     account: str
     form_id: str
     tag: str
@@ -402,12 +500,13 @@ class OperationRecord:
     error: str | None
     attempts: int
     duration_ms: int
+    note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "timestamp": self.timestamp,
             "run_id": self.run_id,
-            "operation": self.operation,
+            "operation": str(self.operation),
             "account": self.account,
             "form_id": self.form_id,
             "tag": self.tag,
@@ -417,4 +516,5 @@ class OperationRecord:
             "error": self.error,
             "attempts": self.attempts,
             "duration_ms": self.duration_ms,
+            "note": self.note,
         }

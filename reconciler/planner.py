@@ -28,6 +28,8 @@ from reconciler.models import (
     Location,
     Plan,
     Presence,
+    Reason,
+    Target,
     UntouchedWebhook,
     WebhookKey,
 )
@@ -45,28 +47,13 @@ __all__ = [
     "Target",
     "build_plan",
     "check_safety",
+    "in_targets",
 ]
 
 DEFAULT_MAX_DELETES = 10
 
 LiveForms = Mapping[tuple[str, str], Sequence[LiveWebhook]]
 """Live webhooks of every refreshed form, keyed by ``(account, form_id)``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """``--target FORM_ID[/TAG]``: limits a run to one form, or one webhook of it."""
-
-    form_id: str
-    tag: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Target:
-        form_id, _, tag = text.strip().partition("/")
-        return cls(form_id=form_id, tag=tag or None)
-
-    def matches(self, key: WebhookKey) -> bool:
-        return key.form_id == self.form_id and (self.tag is None or key.tag == self.tag)
 
 
 def in_targets(key: WebhookKey, targets: Sequence[Target]) -> bool:
@@ -94,7 +81,13 @@ def build_plan(
     desired webhook that declares a secret, how it compares with the live one.
     """
     options = options or PlanOptions()
-    declared = {w.key: w for w in desired.webhooks if in_targets(w.key, options.targets)}
+    # A declared webhook is planned only when its form was refreshed: a form whose account
+    # failed to refresh is unknown, not empty (planning a create there would be a guess).
+    declared = {
+        w.key: w
+        for w in desired.webhooks
+        if in_targets(w.key, options.targets) and (w.key.account, w.key.form_id) in live
+    }
     live_by_key = {
         w.key: w for hooks in live.values() for w in hooks if in_targets(w.key, options.targets)
     }
@@ -112,47 +105,45 @@ def build_plan(
             continue
         assert have is not None  # the union above guarantees one side
         if key in managed:
-            why = "no longer declared; recorded in the state file as applied by this tool"
+            why = Reason.NO_LONGER_DECLARED
         elif (key.account, key.form_id) in exclusive:
-            why = "not declared on a form whose WebhookSet has ownership: exclusive"
+            why = Reason.EXCLUSIVE_UNDECLARED
         else:
-            unmanaged.append(
-                UntouchedWebhook(key, have.url, "not declared and not applied by this tool")
-            )
+            unmanaged.append(UntouchedWebhook(key, have.url, Reason.NOT_DECLARED))
             continue
         if options.prune:
-            changes.append(_delete(have, reason=why, secret_known=False))
+            changes.append(_delete(have, reasons=(why,)))
         else:
-            prune_skipped.append(UntouchedWebhook(key, have.url, f"{why}; --prune deletes it"))
+            prune_skipped.append(UntouchedWebhook(key, have.url, why))
 
     touched_forms = {(c.key.account, c.key.form_id) for c in changes if c.action is not Action.NOOP}
     return Plan(
         created_at=created_at,
-        changes=tuple(changes),
+        actions=tuple(changes),
         unmanaged=tuple(unmanaged),
         prune_skipped=tuple(prune_skipped),
         live_fingerprints={
             form: live_form_fingerprint(live.get(form, ())) for form in sorted(touched_forms)
         },
         prune=options.prune,
+        targets=options.targets,
     )
 
 
 def _plan_declared(
     want: DesiredWebhook, have: LiveWebhook | None, secret: SecretStatus | None
 ) -> Change:
-    where = f" ({want.location})" if want.location else ""
     if want.state is Presence.ABSENT:
         if have is None:
             return Change(
-                Action.NOOP, want.key, None, None, reason="already absent", location=want.location
+                Action.NOOP,
+                want.key,
+                None,
+                None,
+                reasons=(Reason.ALREADY_ABSENT,),
+                location=want.location,
             )
-        return _delete(
-            have,
-            reason=f"declared state: absent{where}",
-            secret_known=False,
-            location=want.location,
-        )
+        return _delete(have, reasons=(Reason.DECLARED_ABSENT,), location=want.location)
 
     after = desired_essence(want)
     if have is None:
@@ -162,7 +153,7 @@ def _plan_declared(
             None,
             after,
             changes=tuple(FieldChange(f, None, v) for f, v in sorted(after.items())),
-            reason=f"declared{where}, not found on the form",
+            reasons=(Reason.DECLARED_NOT_LIVE,),
             secret_ref=want.secret,
             location=want.location,
         )
@@ -170,16 +161,14 @@ def _plan_declared(
     secret_known = secret in (SecretStatus.IN_SYNC, SecretStatus.CHANGED)
     before = live_essence(have, secret_known=secret_known)
     diffs = list(field_changes(_without_secret(before), _without_secret(after)))
-    reasons = []
+    reasons: list[Reason] = []
     if diffs:
-        reasons.append(f"live differs from the manifest{where}")
+        reasons.append(Reason.LIVE_DIFFERS)
     if want.secret is not None and secret is not SecretStatus.IN_SYNC:
         diffs.append(FieldChange("secret", before.get("secret"), after["secret"]))
         diffs.sort(key=lambda c: c.field)
         reasons.append(
-            "secret changed"
-            if secret is SecretStatus.CHANGED
-            else "secret not recorded in the state file: setting it is the only way to be sure"
+            Reason.SECRET_CHANGED if secret is SecretStatus.CHANGED else Reason.SECRET_NOT_RECORDED
         )
     action = Action.UPDATE if diffs else Action.NOOP
     return Change(
@@ -188,7 +177,7 @@ def _plan_declared(
         before,
         after if diffs else before,
         changes=tuple(diffs),
-        reason="; ".join(reasons) if reasons else "in sync",
+        reasons=tuple(reasons) or (Reason.IN_SYNC,),
         webhook_id=have.id,
         secret_ref=want.secret,
         location=want.location,
@@ -196,16 +185,16 @@ def _plan_declared(
 
 
 def _delete(
-    have: LiveWebhook, *, reason: str, secret_known: bool, location: Location | None = None
+    have: LiveWebhook, *, reasons: tuple[Reason, ...], location: Location | None = None
 ) -> Change:
-    before = live_essence(have, secret_known=secret_known)
+    before = live_essence(have, secret_known=False)
     return Change(
         Action.DELETE,
         have.key,
         before,
         None,
         changes=tuple(FieldChange(f, v, None) for f, v in sorted(before.items())),
-        reason=reason,
+        reasons=reasons,
         webhook_id=have.id,
         location=location,
     )
@@ -232,7 +221,7 @@ def check_safety(
       directory that went missing. Explicit ``state: absent`` deletions are intent, not inference,
       and never count as emptying an account.
     """
-    deletes = [c for c in plan.changes if c.action is Action.DELETE]
+    deletes = [c for c in plan.actions if c.action is Action.DELETE]
     if len(deletes) > max_deletes:
         raise UnsafePlanError(
             f"the plan deletes {len(deletes)} webhooks, more than --max-deletes {max_deletes}; "

@@ -53,6 +53,16 @@ class RecordWriter:
     ) -> None:
         self.close()
 
+    def check(self) -> None:
+        """Open the file now, so a path that cannot be written fails before any API write."""
+        with self._mutex:
+            try:
+                self._open()
+            except OSError as exc:
+                raise StateError(
+                    f"cannot write operation records to {self.path}: {exc.strerror or exc}"
+                ) from exc
+
     def write(self, record: OperationRecord) -> None:
         line = json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._mutex:

@@ -19,28 +19,31 @@ from reconciler.models import (
     SENSITIVE,
     Action,
     Change,
-    FieldChange,
     Location,
     Plan,
+    Reason,
     SecretRef,
     SecretSource,
     UntouchedWebhook,
-    WebhookKey,
 )
 
 __all__ = [
     "FORMAT_VERSION",
     "MARKDOWN_LIMIT",
-    "plan_from_json",
     "plan_summary_line",
     "plan_to_json",
+    "reason_text",
     "render_plan_markdown",
     "render_plan_text",
+    "secret_ref_json",
 ]
 
 FORMAT_VERSION = "1"
 MARKDOWN_LIMIT = 60_000
 """GitHub rejects PR comments over 65,536 characters; stay well below with room for a note."""
+
+_CLOSERS = "\n```\n</details>"
+"""What truncation may have to append to close what it cut through."""
 
 _STYLE = {"create": "green", "update": "yellow", "delete": "red", "noop": "dim"}
 _VERB = {
@@ -51,17 +54,52 @@ _VERB = {
 }
 
 
+# --------------------------------------------------------------------------- reasons
+
+_REASON_TEXT: dict[Reason, str] = {
+    Reason.DECLARED_NOT_LIVE: "declared{where}, not found on the form",
+    Reason.LIVE_DIFFERS: "live differs from the manifest{where}",
+    Reason.SECRET_CHANGED: "secret changed",
+    Reason.SECRET_NOT_RECORDED: (
+        "secret not recorded in the state file: setting it is the only way to be sure"
+    ),
+    Reason.IN_SYNC: "in sync",
+    Reason.DECLARED_ABSENT: "declared state: absent{where}",
+    Reason.ALREADY_ABSENT: "already absent",
+    Reason.NO_LONGER_DECLARED: (
+        "no longer declared; recorded in the state file as applied by this tool"
+    ),
+    Reason.EXCLUSIVE_UNDECLARED: (
+        "not declared on a form whose WebhookSet has ownership: exclusive"
+    ),
+    Reason.NOT_DECLARED: "not declared and not applied by this tool",
+}
+
+
+def reason_text(reasons: tuple[Reason, ...], location: Location | None = None) -> str:
+    """The prose of a change's reasons; the location is named once, by the first that uses it."""
+    where = f" ({location})" if location else ""
+    parts = []
+    for reason in reasons:
+        template = _REASON_TEXT[reason]
+        parts.append(template.format(where=where))
+        if "{where}" in template:
+            where = ""
+    return "; ".join(parts)
+
+
 # --------------------------------------------------------------------------- JSON
 
 
 def _untouched_json(item: UntouchedWebhook, *, with_reason: bool) -> dict[str, Any]:
     row: dict[str, Any] = {**item.key.to_json(), "url": item.url}
     if with_reason:
-        row["reason"] = item.reason
+        row["reason"] = reason_text((item.reason,)) + "; --prune deletes it"
+        row["reasons"] = [item.reason.value]
     return row
 
 
-def _secret_ref_json(ref: SecretRef | None) -> dict[str, str] | None:
+def secret_ref_json(ref: SecretRef | None) -> dict[str, str] | None:
     """Where apply reads the secret: a variable's name or a file's path, never the value."""
     if ref is None:
         return None
@@ -71,7 +109,6 @@ def _secret_ref_json(ref: SecretRef | None) -> dict[str, str] | None:
 
 
 def _change_json(change: Change) -> dict[str, Any]:
-    ref = change.secret_ref
     return {
         "action": change.action.value,
         **change.key.to_json(),
@@ -80,10 +117,11 @@ def _change_json(change: Change) -> dict[str, Any]:
         "changes": [
             {"field": fc.field, "before": fc.before, "after": fc.after} for fc in change.changes
         ],
-        "reason": change.reason,
+        "reason": reason_text(change.reasons, change.location),
+        "reasons": [r.value for r in change.reasons],
         "webhook_id": change.webhook_id,
         "location": str(change.location) if change.location else None,
-        "secret_ref": _secret_ref_json(ref),
+        "secret_ref": secret_ref_json(change.secret_ref),
     }
 
 
@@ -104,8 +142,12 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "created_at": plan.created_at,
         "prune": plan.prune,
+        "scope": {
+            "targets": [str(t) for t in plan.targets],
+            "accounts": list(plan.accounts),
+        },
         "summary": plan_summary(plan),
-        "actions": [_change_json(c) for c in plan.changes],
+        "actions": [_change_json(c) for c in plan.actions],
         "unmanaged": [_untouched_json(u, with_reason=False) for u in plan.unmanaged],
         "prune_skipped": [_untouched_json(u, with_reason=True) for u in plan.prune_skipped],
         "guards": {
@@ -117,74 +159,9 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
                 {**key.to_json(), "fingerprint": digest}
                 for key, digest in sorted(plan.secret_fingerprints.items())
             ],
+            "fingerprint_salt": plan.fingerprint_salt,
         },
     }
-
-
-def _parse_location(text: str | None) -> Location | None:
-    if not text:
-        return None
-    file, _, rest = text.rpartition(":")
-    file, _, line = file.rpartition(":")
-    try:
-        return Location(file, int(line), int(rest))
-    except ValueError:
-        return None
-
-
-def _key(row: Mapping[str, Any]) -> WebhookKey:
-    return WebhookKey(str(row["account"]), str(row["form_id"]), str(row["tag"]))
-
-
-def _secret_ref(obj: Mapping[str, Any] | None) -> SecretRef | None:
-    if not obj:
-        return None
-    for source in SecretSource:
-        if source.value in obj:
-            return SecretRef(source, str(obj[source.value]), str(obj.get("base_dir", ".")))
-    raise ValueError(f"unknown secret reference {sorted(obj)}")
-
-
-def plan_from_json(data: Mapping[str, Any]) -> Plan:
-    """Read back a saved plan. Raises ``ValueError``/``KeyError`` on a malformed document."""
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"unsupported plan format_version {data.get('format_version')!r} "
-            f"(this version reads {FORMAT_VERSION!r})"
-        )
-    changes = tuple(
-        Change(
-            action=Action(row["action"]),
-            key=_key(row),
-            before=row.get("before"),
-            after=row.get("after"),
-            changes=tuple(
-                FieldChange(c["field"], c.get("before"), c.get("after"))
-                for c in row.get("changes", ())
-            ),
-            reason=str(row.get("reason", "")),
-            webhook_id=row.get("webhook_id"),
-            secret_ref=_secret_ref(row.get("secret_ref")),
-            location=_parse_location(row.get("location")),
-        )
-        for row in data["actions"]
-    )
-    guards = data.get("guards", {})
-    return Plan(
-        created_at=str(data["created_at"]),
-        changes=changes,
-        unmanaged=tuple(UntouchedWebhook(_key(r), str(r["url"])) for r in data["unmanaged"]),
-        prune_skipped=tuple(
-            UntouchedWebhook(_key(r), str(r["url"]), str(r.get("reason", "")))
-            for r in data["prune_skipped"]
-        ),
-        live_fingerprints={
-            (str(g["account"]), str(g["form_id"])): str(g["fingerprint"])
-            for g in guards.get("forms", ())
-        },
-        secret_fingerprints={_key(g): str(g["fingerprint"]) for g in guards.get("secrets", ())},
-        prune=bool(data.get("prune", False)),
-    )
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -320,7 +297,9 @@ def render_plan_markdown(doc: Mapping[str, Any], *, limit: int = MARKDOWN_LIMIT)
         f"\n\n> Truncated: {len(text) - limit:,} more characters. "
         "Run `reconcile plan --format json` for the full plan.\n"
     )
-    cut = text[: limit - len(note)]
-    if cut.count("```") % 2:  # do not leave a code fence open
+    cut = text[: limit - len(note) - len(_CLOSERS)]
+    if cut.count("```") % 2:  # never leave a code fence open: the rest would render as code
         cut += "\n```"
+    if cut.count("<details>") > cut.count("</details>"):
+        cut += "\n</details>"
     return cut + note

@@ -53,6 +53,7 @@ RECORD_FIELDS = {
     "error",
     "attempts",
     "duration_ms",
+    "note",
 }
 
 
@@ -371,7 +372,7 @@ def test_plan_json_has_the_spec_shape_for_every_kind_of_row(reconcile: Reconcile
         }
     ]
     [skipped] = doc["prune_skipped"]
-    assert set(skipped) == {"account", "form_id", "tag", "url", "reason"}
+    assert set(skipped) == {"account", "form_id", "tag", "url", "reason", "reasons"}
     assert names([skipped]) == ["onbrd02/company"]
     assert skipped["url"] == COMPANY["url"]
     assert "--prune" in skipped["reason"]
@@ -423,7 +424,10 @@ def test_second_plan_after_apply_with_secrets_is_empty(reconcile: Reconcile) -> 
     assert live["onbrd01/intake"]["secret_sha256"] == hash_secret(SECRET)
     assert live["onbrd02/company"]["secret_sha256"] == hash_secret(SECRET)
     state = json.loads(reconcile.state.read_text(encoding="utf-8"))
-    assert all(w["secret_fingerprint"].startswith("scrypt$") for w in state["webhooks"])
+    fingerprints = [w["secret_fingerprint"] for w in state["webhooks"]]
+    assert all(f.startswith("v2$") for f in fingerprints)
+    # The same secret on two webhooks: the state file must not show that they share it.
+    assert len(set(fingerprints)) == len(fingerprints) == 2
 
 
 def test_plan_without_state_file_sets_the_declared_secret_once_then_is_empty(

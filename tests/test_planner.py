@@ -61,7 +61,7 @@ def test_a_webhook_that_is_declared_and_matches_is_a_noop() -> None:
     plan = build_plan(
         desired(want("f1", "a")), live(have("f1", "a")), managed=(), secrets={}, created_at=NOW
     )
-    assert [c.action for c in plan.changes] == [Action.NOOP]
+    assert [c.action for c in plan.actions] == [Action.NOOP]
     assert not plan.has_changes
 
 
@@ -87,7 +87,7 @@ def test_a_secret_change_shows_both_sides_as_sensitive_and_never_a_value() -> No
         secrets={key("f1", "a"): SecretStatus.CHANGED},
         created_at=NOW,
     )
-    (change,) = plan.changes
+    (change,) = plan.actions
     assert change.action is Action.UPDATE
     assert [(c.field, c.before, c.after) for c in change.changes] == [
         ("secret", SENSITIVE, SENSITIVE)
@@ -108,12 +108,25 @@ def test_a_declared_secret_in_sync_is_a_noop() -> None:
 
 def test_changes_are_ordered_by_account_form_and_tag_whatever_the_input_order() -> None:
     hooks = [want("f2", "b"), want("f1", "z"), want("f1", "a")]
-    plan = build_plan(desired(*hooks), {}, managed=(), secrets={}, created_at=NOW)
-    assert [(c.key.form_id, c.key.tag) for c in plan.changes] == [
+    refreshed = {(DEFAULT_ACCOUNT, "f2"): [], (DEFAULT_ACCOUNT, "f1"): []}
+    plan = build_plan(desired(*hooks), refreshed, managed=(), secrets={}, created_at=NOW)
+    assert [(c.key.form_id, c.key.tag) for c in plan.actions] == [
         ("f1", "a"),
         ("f1", "z"),
         ("f2", "b"),
     ]
+
+
+def test_a_declared_webhook_on_a_form_that_was_not_refreshed_is_not_planned() -> None:
+    # Its account failed to refresh: the form is unknown, not empty, so no create is guessed.
+    plan = build_plan(
+        desired(want("f1", "a"), want("f2", "b")),
+        {(DEFAULT_ACCOUNT, "f1"): []},
+        managed=(),
+        secrets={},
+        created_at=NOW,
+    )
+    assert [str(c.key) for c in plan.actions] == ["f1/a"]
 
 
 def test_only_touched_forms_get_a_live_fingerprint() -> None:
@@ -182,7 +195,7 @@ def test_pruning_within_a_target_is_allowed_while_webhooks_outside_it_stay_decla
         created_at=NOW,
         options=PlanOptions(prune=True, targets=(Target("f1"),)),
     )
-    assert [c.action for c in plan.changes] == [Action.DELETE]
+    assert [c.action for c in plan.actions] == [Action.DELETE]
     check_safety(
         plan,
         desired(want("f2", "kept")),

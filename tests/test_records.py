@@ -26,6 +26,7 @@ SPEC_FIELDS = [
     "error",
     "attempts",
     "duration_ms",
+    "note",  # ours, beyond SPEC section 5: what a revert could not restore, or a 404 on delete
 ]
 
 

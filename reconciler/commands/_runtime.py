@@ -1,56 +1,76 @@
-"""What plan, apply and friends share at run time: options, consoles, loading, progress.
+"""What the commands share at run time: options, the Run they build, how events and prompts look,
+and how a run is stopped by a signal.
 
-Commands stay short by building on these; none of them prints a secret, because nothing here
-ever holds one (tokens and secrets are resolved inside the controller).
+The library never prints; this module is where its events become lines on stderr. Nothing here
+holds a secret: tokens and secrets are resolved inside the pipeline.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+import anyio
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from reconciler.client import TypeformClient
-from reconciler.commands._options import resolve_paths
-from reconciler.controller import Planned, Settings
-from reconciler.controller import plan as make_plan
-from reconciler.errors import ConfigError
+from reconciler.errors import Interrupted
+from reconciler.events import (
+    AccountFailed,
+    Event,
+    LockTakenOver,
+    Notice,
+    PlanReady,
+    Progress,
+    WriteDone,
+)
 from reconciler.logs import configure_logging
-from reconciler.manifests import load_desired
-from reconciler.models import DesiredState
-from reconciler.planner import PlanOptions, Target
-from reconciler.state import DEFAULT_STATE_PATH, FingerprintCache, State
+from reconciler.models import Operation, Plan
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
-DEFAULT_STATE = str(DEFAULT_STATE_PATH)
-PROGRESS_THRESHOLD = 5
-"""Refreshing more forms than this shows a progress bar (on a terminal only)."""
+DEFAULT_STATE = ".reconcile/state.json"
+PROGRESS_AFTER = 2.0
+"""A refresh still running after this many seconds shows a progress bar (on a terminal)."""
 
 
 def api_options(f: F) -> F:
-    """--api-url, --rate, --state, --target: where to reconcile and what."""
+    """Where to reconcile and what: --api-url, --rate, --state, --target, --account, timeouts."""
+    f = click.option(
+        "--request-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Fail a request that hears nothing for this long.",
+    )(f)
+    f = click.option(
+        "--account",
+        "accounts",
+        multiple=True,
+        metavar="NAME",
+        help="Limit the run to an account (repeatable).",
+    )(f)
     f = click.option(
         "--target",
         "targets",
         multiple=True,
-        metavar="FORM_ID[/TAG]",
+        metavar="[ACCOUNT:]FORM_ID[/TAG]",
         help="Limit the run to a form, or one webhook of it (repeatable).",
     )(f)
     f = click.option(
         "--state",
-        "state_path",
+        "state_spec",
         envvar="RECONCILE_STATE",
         default=DEFAULT_STATE,
         show_default=True,
-        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="PATH",
         help="State file (env RECONCILE_STATE).",
     )(f)
     f = click.option(
@@ -82,71 +102,167 @@ def make_console(*, no_color: bool, stream: TextIO | None = None) -> Console:
     )
 
 
-def make_settings(api_url: str | None, rate: float | None) -> Settings:
-    return Settings(environ=dict(os.environ), api_url=api_url, rate=rate)
+def environ() -> dict[str, str]:
+    return dict(os.environ)
 
 
-def parse_targets(raw: tuple[str, ...]) -> tuple[Target, ...]:
-    targets = tuple(Target.parse(t) for t in raw)
-    for target, text in zip(targets, raw, strict=True):
-        if not target.form_id:
-            raise ConfigError(f"--target {text!r}: expected FORM_ID or FORM_ID/TAG")
-    return targets
+# --------------------------------------------------------------------------- events
 
 
-def load(paths: tuple[str, ...], *, environ: Mapping[str, str] | None = None) -> DesiredState:
-    """Load and validate manifests; warnings go to stderr, errors raise ManifestError."""
-    desired = load_desired(resolve_paths(paths), environ=environ)
-    for warning in desired.warnings:
-        click.echo(warning.render(), err=True)
-    return desired
+class CliEvents:
+    """Renders the pipeline's events on stderr; the plan itself through ``show_plan``."""
+
+    def __init__(
+        self, *, show_plan: Callable[[Plan], None] | None = None, writes_to_stderr: bool = False
+    ) -> None:
+        self._show_plan = show_plan
+        self._writes_to_stderr = writes_to_stderr
+        self._err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+        self._bar: _DelayedBar | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            self._progress(event)
+        elif isinstance(event, Notice):
+            click.echo(event.message, err=True)
+        elif isinstance(event, LockTakenOver):
+            click.echo(
+                f"Note: took over the lock left by {event.holder}, "
+                "which ended without releasing it.",
+                err=True,
+            )
+        elif isinstance(event, AccountFailed):
+            click.echo(f"Error: {event.failure.message()}", err=True)
+        elif isinstance(event, PlanReady):
+            self.close()
+            if self._show_plan is not None:
+                self._show_plan(event.plan)
+        elif isinstance(event, WriteDone):
+            row = event.outcome
+            glyph = "↺" if row.operation is Operation.REVERT else row.change.action.glyph
+            verb = row.operation.past if row.success else f"{row.operation.value} FAILED"
+            line = f"{glyph} {row.key}: {verb}"
+            if row.attempts > 1:
+                line += f" after {row.attempts} attempts"
+            if row.note:
+                line += f" ({row.note})"
+            if row.error:
+                line += f": {row.error}"
+            click.echo(line, err=self._writes_to_stderr or not row.success)
+
+    def _progress(self, event: Progress) -> None:
+        if not self._err.is_terminal:
+            return
+        if self._bar is None and event.done < event.total:
+            self._bar = _DelayedBar(self._err, event.total)
+        if self._bar is not None:
+            self._bar.update(event.done)
+            if event.done >= event.total:
+                self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
-@contextmanager
-def progress_bar(*, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A refresh progress callback: a bar with ETA on stderr, only on a terminal."""
-    err = Console(file=sys.stderr)
-    if not enabled or not err.is_terminal:
-        yield lambda done, total: None
-        return
-    with Progress(
-        TextColumn("Refreshing forms"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = None
+class _DelayedBar:
+    """A refresh progress bar that appears only if the refresh is still running after 2 s."""
 
-        def update(done: int, total: int) -> None:
-            nonlocal task
-            if total <= PROGRESS_THRESHOLD:
-                return
-            if task is None:
-                task = bar.add_task("refresh", total=total)
-            bar.update(task, completed=done)
+    def __init__(self, console: Console, total: int) -> None:
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
 
-        yield update
-
-
-async def plan_with_progress(
-    desired: DesiredState,
-    clients: Mapping[str, TypeformClient],
-    state: State,
-    settings: Settings,
-    options: PlanOptions,
-    *,
-    hashes: FingerprintCache | None = None,
-) -> Planned:
-    """Refresh and plan, with the progress bar that plan and apply both show."""
-    with progress_bar() as progress:
-        return await make_plan(
-            desired,
-            clients,
-            state,
-            environ=settings.environ,
-            options=options,
-            on_progress=progress,
-            hashes=hashes,
+        self._bar = Bar(
+            TextColumn("Refreshing forms"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
         )
+        self._task = self._bar.add_task("refresh", total=total)
+        self._timer = threading.Timer(PROGRESS_AFTER, self._bar.start)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def update(self, done: int) -> None:
+        self._bar.update(self._task, completed=done)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        self._bar.stop()
+
+
+# --------------------------------------------------------------------------- approval
+
+
+async def ask_approval(plan: Plan, *, to_stderr: bool) -> bool:
+    """Ask on a terminal; refuse outright when nobody can answer (CI, pipes).
+
+    Only ``yes`` approves; anything else, an empty line or end of input (Ctrl-D) declines.
+    """
+    if not sys.stdin.isatty():
+        return _no_terminal()
+
+    def ask() -> bool:
+        click.echo("Apply these changes? Only 'yes' is accepted: ", nl=False, err=to_stderr)
+        line = sys.stdin.readline()
+        if not line:
+            click.echo("", err=to_stderr)
+        return line.strip() == "yes"
+
+    return await anyio.to_thread.run_sync(ask, abandon_on_cancel=True)
+
+
+def _no_terminal() -> bool:
+    from reconciler.errors import PlanError
+
+    raise PlanError(
+        "refusing to apply without confirmation: stdin is not a terminal. "
+        "Review the plan, then pass --auto-approve (or apply a saved plan with --plan)."
+    )
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` in an event loop that SIGINT and SIGTERM stop cleanly.
+
+    A signal cancels the run (the write in flight is abandoned, what landed is already in the
+    state and records, context managers release the lock) and raises ``Interrupted``; the CLI
+    exits 130 for SIGINT and 143 for SIGTERM.
+    """
+    received: list[int] = []
+    result: list[T] = []
+    failure: list[Exception] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        received.append(signum)
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(watch)
+            try:
+                result.append(await fn())
+            except Exception as exc:  # re-raised as itself below, not wrapped in a group
+                failure.append(exc)
+            finally:
+                tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    if received:
+        raise Interrupted(received[0])
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def state_spec(value: str | Path) -> str:
+    return os.fspath(value)

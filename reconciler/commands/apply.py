@@ -1,109 +1,68 @@
-"""``reconcile apply``: plan (or read a saved plan), confirm, execute, record, save state."""
+"""``reconcile apply``: parse flags, call ``reconciler.pipeline.apply``, render what happened."""
 
 from __future__ import annotations
 
-import json
-import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-import anyio
 import click
 
-from reconciler.applier import ActionResult, ApplyOutcome, apply_plan
 from reconciler.commands._options import (
     OutputFormat,
     color_option,
     format_option,
     logging_options,
     paths_argument,
+    resolve_paths,
 )
 from reconciler.commands._runtime import (
+    CliEvents,
     api_options,
-    load,
-    make_settings,
-    parse_targets,
-    plan_with_progress,
+    ask_approval,
+    environ,
+    run_async,
     setup_logging,
 )
 from reconciler.commands.plan import print_plan
-from reconciler.controller import check_saved_plan, open_clients, utc_now
-from reconciler.errors import ApplyError, PlanError
-from reconciler.models import Plan, WebhookKey
-from reconciler.planner import DEFAULT_MAX_DELETES, PlanOptions, check_safety
-from reconciler.records import RecordWriter, new_run_id
-from reconciler.render import plan_from_json, plan_to_json
-from reconciler.state import (
-    ApplyLock,
-    FingerprintCache,
-    State,
-    describe_holder,
-    load_state,
-    save_state,
+from reconciler.errors import ApplyError, ConfigError
+from reconciler.manifests import load_desired
+from reconciler.models import Operation
+from reconciler.pipeline import ApplyOptions, ApplyResult, Run, Settings
+from reconciler.pipeline import apply as run_apply
+from reconciler.planfile import read_plan
+from reconciler.planner import DEFAULT_MAX_DELETES
+from reconciler.records import DEFAULT_RECORDS_PATH
+from reconciler.state import open_state_store
+
+
+def summary(result: ApplyResult) -> str:
+    counts: dict[Operation, int] = {}
+    for row in result.rows:
+        if row.success:
+            counts[row.operation] = counts.get(row.operation, 0) + 1
+    if result.adopted:
+        counts[Operation.ADOPT] = len(result.adopted)
+    done = ", ".join(f"{n} {op.past}" for op, n in sorted(counts.items())) or "nothing written"
+    failed = len(result.failed)
+    state = "complete" if not failed else "finished with errors"
+    return f"Apply {state}: {done}, {failed} failed."
+
+
+@click.command(
+    epilog="""\b
+Exit codes: 0 every write succeeded (or nothing to do), 1 any error or refusal.
+\b
+Example:
+  reconcile apply --api-url emulator: --auto-approve manifests/
+  reconcile apply --plan plan.json manifests/"""
 )
-
-DEFAULT_RECORDS = Path(".reconcile/records.jsonl")
-_PAST = {"create": "created", "update": "updated", "delete": "deleted", "revert": "reverted"}
-
-
-def read_saved_plan(path: Path) -> Plan:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return plan_from_json(data)
-    except OSError as exc:
-        raise PlanError(f"cannot read the saved plan {path}: {exc.strerror}") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PlanError(f"{path} is not a plan saved by `reconcile plan --out`: {exc}") from exc
-
-
-def confirm(*, to_stderr: bool = False) -> None:
-    """Ask on a terminal; refuse outright when nobody can answer (CI, pipes)."""
-    if not sys.stdin.isatty():
-        raise PlanError(
-            "refusing to apply without confirmation: stdin is not a terminal. "
-            "Review the plan, then pass --auto-approve (or apply a saved plan with --plan)."
-        )
-    answer = click.prompt(
-        "Apply these changes? Only 'yes' is accepted",
-        default="",
-        show_default=False,
-        err=to_stderr,
-    )
-    if answer.strip() != "yes":
-        # Declining is an answer, not an interruption: exit 1 like any refusal (Ctrl-C stays 130).
-        raise PlanError("apply cancelled: only 'yes' approves the plan; nothing was written.")
-
-
-def report(result: ActionResult, *, to_stderr: bool = False) -> None:
-    key = result.change.key
-    verb = _PAST[result.operation] if result.success else f"{result.operation} FAILED"
-    line = f"{result.change.action.glyph if result.operation != 'revert' else '↺'} {key}: {verb}"
-    if result.attempts > 1:
-        line += f" after {result.attempts} attempts"
-    if result.error:
-        line += f": {result.error}"
-    click.echo(line, err=to_stderr or not result.success)
-
-
-def summary(outcome: ApplyOutcome) -> str:
-    counts: dict[str, int] = {}
-    for r in outcome.results + outcome.reverts:
-        if r.success:
-            counts[r.operation] = counts.get(r.operation, 0) + 1
-    done = ", ".join(f"{n} {_PAST[op]}" for op, n in sorted(counts.items())) or "nothing written"
-    failed = len(outcome.failed)
-    return f"Apply {'complete' if not failed else 'finished with errors'}: {done}, {failed} failed."
-
-
-@click.command()
 @paths_argument
 @api_options
 @click.option(
     "--plan",
     "plan_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Execute a plan saved by `plan --out` (refused if stale).",
+    help="Execute a plan saved by `plan --out` (refused if it no longer matches).",
 )
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
@@ -124,9 +83,16 @@ def summary(outcome: ApplyOutcome) -> str:
     "--records",
     "records_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_RECORDS,
+    default=DEFAULT_RECORDS_PATH,
     show_default=True,
     help="Operation records (JSONL, appended).",
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Wait this long for another apply's lock instead of failing at once.",
 )
 @format_option
 @color_option
@@ -135,8 +101,10 @@ def apply(
     paths: tuple[str, ...],
     api_url: str | None,
     rate: float | None,
-    state_path: Path,
+    state_spec: str,
     targets: tuple[str, ...],
+    accounts: tuple[str, ...],
+    request_timeout: float,
     plan_file: Path | None,
     auto_approve: bool,
     prune: bool,
@@ -144,90 +112,76 @@ def apply(
     allow_empty: bool,
     atomic: bool,
     records_path: Path,
+    lock_timeout: float,
     output_format: str,
     no_color: bool,
     log_level: str,
     log_format: str,
 ) -> int:
-    """Make the live webhooks match the manifests (or a saved plan)."""
+    """Make the live webhooks match the manifests (or execute a saved plan).
+
+    PATH is a manifest file or a directory searched recursively (default: manifests/).
+    """
+    from reconciler.api import parse_targets
+
     setup_logging(log_level, log_format)
-    settings = make_settings(api_url, rate)
-    desired = load(paths)
-    saved = read_saved_plan(plan_file) if plan_file is not None else None
-    options = PlanOptions(prune=prune, targets=parse_targets(targets))
-    run_id = new_run_id()
-    hashes = FingerprintCache()
+    if plan_file is not None and (targets or accounts or prune):
+        given = [
+            f
+            for f, on in (("--target", targets), ("--account", accounts), ("--prune", prune))
+            if on
+        ]
+        raise ConfigError(
+            f"{', '.join(given)} cannot be used with --plan: a saved plan carries the scope "
+            "and pruning decided when it was made"
+        )
+    setup_env = environ()
+    desired = load_desired(resolve_paths(paths), environ=setup_env)
+    saved = read_plan(plan_file) if plan_file is not None else None
     # With --format json, stdout carries the plan document alone (it must parse); what a person
     # reads while apply runs goes to stderr.
     human_err = output_format == OutputFormat.JSON
+    run = Run(
+        store=open_state_store(state_spec),
+        settings=Settings(
+            api_url=api_url, rate=rate, request_timeout=request_timeout, lock_timeout=lock_timeout
+        ),
+        environ=setup_env,
+        events=CliEvents(
+            show_plan=partial(print_plan, output_format=output_format, no_color=no_color),
+            writes_to_stderr=human_err,
+        ),
+        approve=partial(ask_approval, to_stderr=human_err),
+    )
+    options = ApplyOptions(
+        prune=prune,
+        targets=parse_targets(targets),
+        accounts=accounts,
+        max_deletes=max_deletes,
+        allow_empty=allow_empty,
+        atomic=atomic,
+        auto_approve=auto_approve,
+        records=records_path,
+    )
 
-    with ApplyLock(state_path, command="apply") as lock:
-        if lock.previous_holder is not None:
-            click.echo(
-                f"Note: took over the lock left by {describe_holder(lock.previous_holder)}, "
-                "which ended without releasing it.",
-                err=True,
-            )
-        state = load_state(state_path)
+    async def go() -> ApplyResult:
+        return await run_apply(run, desired, options, saved=saved)
 
-        async def run() -> ApplyOutcome | None:
-            accounts = sorted({c.key.account for c in saved.actions}) if saved is not None else None
-            async with open_clients(desired, settings, accounts=accounts) as clients:
-                secrets: dict[WebhookKey, str]
-                if saved is not None:
-                    the_plan = saved
-                    secrets = await check_saved_plan(
-                        saved, desired, clients, environ=settings.environ, hashes=hashes
-                    )
-                else:
-                    planned = await plan_with_progress(
-                        desired, clients, state, settings, options, hashes=hashes
-                    )
-                    the_plan, secrets = planned.plan, dict(planned.secrets)
-                doc: dict[str, Any] = plan_to_json(the_plan)
-                print_plan(doc, output_format=output_format, no_color=no_color)
-                check_safety(
-                    the_plan,
-                    desired,
-                    managed=state.managed_keys(),
-                    max_deletes=max_deletes,
-                    allow_empty=allow_empty,
-                )
-                if not the_plan.has_changes:
-                    return None
-                if not auto_approve and saved is None:
-                    await anyio.to_thread.run_sync(partial(confirm, to_stderr=human_err))
-                with RecordWriter(records_path) as writer:
-
-                    def persist(new_state: State) -> None:
-                        save_state(state_path, new_state)
-
-                    return await apply_plan(
-                        the_plan.actions,
-                        apis=clients,
-                        secrets=secrets,
-                        state=state,
-                        run_id=run_id,
-                        now=utc_now,
-                        fingerprint=hashes.fingerprint,
-                        record=writer.write,
-                        on_state=persist,
-                        on_result=partial(report, to_stderr=human_err),
-                        atomic=atomic,
-                    )
-
-        outcome = anyio.run(run)
-
-    if outcome is None:
-        click.echo("\nNothing to apply.", err=human_err)
-        return 0
-    line = summary(outcome)
-    click.echo("\n" + line + f" Records: {records_path} (run {run_id}).", err=human_err)
-    if not outcome.ok:
+    result = run_async(go)
+    if not result.rows:
+        extra = f" {len(result.adopted)} adopted." if result.adopted else ""
+        click.echo(f"\nNothing to apply.{extra}", err=human_err)
+    else:
+        click.echo(
+            f"\n{summary(result)} Records: {records_path} (run {result.run_id}).", err=human_err
+        )
+    if result.failed:
         raise ApplyError(
-            f"{len(outcome.failed)} write(s) failed; the others were applied"
+            f"{len(result.failed)} write(s) failed; the others were applied"
             + (" and then reverted (--atomic)" if atomic else "")
             + ". Fix the cause and run apply again: it converges.",
-            outcome.failed,
+            result.failed,
         )
+    if result.failures:
+        raise ApplyError(f"{len(result.failures)} account(s) could not be refreshed")
     return 0

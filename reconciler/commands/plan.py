@@ -1,11 +1,11 @@
-"""``reconcile plan``: refresh, diff, print the plan; optionally save it for ``apply --plan``."""
+"""``reconcile plan``: parse flags, call ``reconciler.pipeline.plan``, render the plan."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-import anyio
 import click
 
 from reconciler.commands._options import (
@@ -14,43 +14,49 @@ from reconciler.commands._options import (
     format_option,
     logging_options,
     paths_argument,
+    resolve_paths,
 )
 from reconciler.commands._runtime import (
+    CliEvents,
     api_options,
-    load,
+    environ,
     make_console,
-    make_settings,
-    parse_targets,
-    plan_with_progress,
+    run_async,
     setup_logging,
 )
-from reconciler.controller import Planned, open_clients
-from reconciler.errors import PlanError
-from reconciler.fileio import write_json_atomic
+from reconciler.errors import ReconcileError
+from reconciler.manifests import load_desired
+from reconciler.models import Plan
+from reconciler.pipeline import PlanResult, Run, Settings
+from reconciler.pipeline import plan as make_plan
+from reconciler.planfile import write_plan
 from reconciler.planner import PlanOptions
 from reconciler.render import plan_to_json, render_plan_markdown, render_plan_text
-from reconciler.state import load_state
+from reconciler.state import open_state_store
 
 EXIT_CHANGES = 2
 
 
-def save_plan(path: Path, doc: dict[str, object]) -> None:
-    try:
-        write_json_atomic(path, doc)
-    except OSError as exc:
-        raise PlanError(f"cannot write the plan to {path}: {exc.strerror or exc}") from exc
-
-
-def print_plan(doc: dict[str, object], *, output_format: str, no_color: bool) -> None:
+def print_plan(plan: Plan, *, output_format: str, no_color: bool, to_stderr: bool = False) -> None:
+    doc = plan_to_json(plan)
     if output_format == OutputFormat.JSON:
         click.echo(json.dumps(doc, indent=2))
     elif output_format == OutputFormat.MARKDOWN:
-        click.echo(render_plan_markdown(doc))
+        click.echo(render_plan_markdown(doc), err=to_stderr)
     else:
-        make_console(no_color=no_color).print(render_plan_text(doc), end="")
+        stream = sys.stderr if to_stderr else None
+        console = make_console(no_color=no_color, stream=stream)
+        console.print(render_plan_text(doc), end="")
 
 
-@click.command()
+@click.command(
+    epilog="""\b
+Exit codes: 0 success (with --detailed-exitcode: 0 no changes, 2 changes), 1 error.
+\b
+Example:
+  reconcile plan --api-url emulator: --out plan.json manifests/
+  reconcile apply --plan plan.json manifests/"""
+)
 @paths_argument
 @api_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan.")
@@ -69,8 +75,10 @@ def plan(
     paths: tuple[str, ...],
     api_url: str | None,
     rate: float | None,
-    state_path: Path,
+    state_spec: str,
     targets: tuple[str, ...],
+    accounts: tuple[str, ...],
+    request_timeout: float,
     out: Path | None,
     prune: bool,
     detailed_exitcode: bool,
@@ -79,24 +87,39 @@ def plan(
     log_level: str,
     log_format: str,
 ) -> int:
-    """Show what apply would change, without changing anything."""
+    """Show what apply would change, without changing anything.
+
+    PATH is a manifest file or a directory searched recursively (default: manifests/).
+    """
+    from reconciler.api import parse_targets
+
     setup_logging(log_level, log_format)
-    settings = make_settings(api_url, rate)
-    desired = load(paths)
-    state = load_state(state_path)
+    env = environ()
+    desired = load_desired(resolve_paths(paths), environ=env)
+    run = Run(
+        store=open_state_store(state_spec),
+        settings=Settings(api_url=api_url, rate=rate, request_timeout=request_timeout),
+        environ=env,
+        events=CliEvents(),
+    )
     options = PlanOptions(prune=prune, targets=parse_targets(targets))
 
-    async def run() -> Planned:
-        async with open_clients(desired, settings, read_only=True) as clients:
-            return await plan_with_progress(desired, clients, state, settings, options)
+    async def go() -> PlanResult:
+        return await make_plan(
+            run, desired, options, accounts=accounts, with_fingerprints=out is not None
+        )
 
-    planned = anyio.run(run)
-    doc = plan_to_json(planned.plan)
-    if out is not None:
-        save_plan(out, doc)
-    print_plan(doc, output_format=output_format, no_color=no_color)
+    result = run_async(go)
+    if out is not None and result.ok:
+        write_plan(out, result.plan)
+    print_plan(result.plan, output_format=output_format, no_color=no_color)
+    if not result.ok:
+        raise ReconcileError(
+            f"{len(result.failures)} account(s) could not be refreshed and are not in this plan"
+            + ("; the plan was not saved" if out is not None else "")
+        )
     if out is not None and output_format == OutputFormat.TEXT:
         click.echo(f"\nSaved the plan to {out}; run `reconcile apply --plan {out}` to execute it.")
-    if detailed_exitcode and planned.plan.has_changes:
+    if detailed_exitcode and result.has_changes:
         return EXIT_CHANGES
     return 0

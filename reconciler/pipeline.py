@@ -1,0 +1,595 @@
+"""The reconcile pipeline as a library: plan, apply (a live plan or a saved one), and their run.
+
+    Run(settings, state store, environment, endpoints, clock, approve, events)
+      ├─ plan(run, desired, options)            -> PlanResult
+      └─ apply(run, desired, options, saved)    -> ApplyResult
+
+Everything the outside provides is in ``Run``: the CLI builds one from flags, a test from
+fixtures, a user's script from keywords (``reconciler.api``). This module never prints, never
+reads stdin and never installs a signal handler: progress, warnings and per-write outcomes go to
+``run.events``, and approval is ``run.approve``'s to give.
+
+It is level-based like a Kubernetes controller: each call reads the whole desired state, the
+state store and the live webhooks of every form in scope, so it never depends on what a previous
+call remembered, except ownership, which only the state can prove.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.applier import ApplyOutcome, Outcome, adopt, apply_plan
+from reconciler.client import TypeformClient
+from reconciler.credentials import resolve_secret
+from reconciler.errors import (
+    ConfigError,
+    LocalWriteError,
+    PlanError,
+    SecretResolutionError,
+    StalePlanError,
+)
+from reconciler.events import (
+    AccountFailed,
+    EventSink,
+    LockTakenOver,
+    Notice,
+    PlanReady,
+    Progress,
+    WriteDone,
+    ignore,
+)
+from reconciler.fingerprints import Fingerprinter
+from reconciler.logs import Redactor, redacting
+from reconciler.models import (
+    Action,
+    Change,
+    DesiredState,
+    Plan,
+    Presence,
+    WebhookKey,
+)
+from reconciler.normalize import SecretStatus, live_form_fingerprint
+from reconciler.planner import (
+    DEFAULT_MAX_DELETES,
+    LiveForms,
+    PlanOptions,
+    Target,
+    build_plan,
+    check_safety,
+    in_targets,
+)
+from reconciler.records import DEFAULT_RECORDS_PATH, RecordWriter, new_run_id
+from reconciler.refresh import AccountFailure, Refreshed, forms_in_scope, refresh
+from reconciler.render import plan_to_json
+from reconciler.state import State, StateStore
+from reconciler.transports import EndpointResolver, account_api_url, default_resolver
+
+__all__ = [
+    "ApplyOptions",
+    "ApplyResult",
+    "PlanResult",
+    "Run",
+    "Settings",
+    "apply",
+    "plan",
+    "timestamp",
+]
+
+Approve = Callable[[Plan], Awaitable[bool]]
+
+
+def timestamp(moment: datetime) -> str:
+    """The one timestamp format of every output: ISO-8601 UTC to the second, with ``Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Run-wide settings from flags (never a token value)."""
+
+    api_url: str | None = None
+    """``--api-url``: overrides the default account's URL."""
+    rate: float | None = None
+    """``--rate``: overrides every account's rate."""
+    request_timeout: float = 30.0
+    concurrency: int = 4
+    lock_timeout: float = 0.0
+
+
+@dataclass(kw_only=True)
+class Run:
+    """Everything one reconcile run needs from the outside world."""
+
+    store: StateStore
+    settings: Settings = field(default_factory=Settings)
+    environ: Mapping[str, str] = field(default_factory=dict)
+    endpoints: EndpointResolver | None = None
+    """How an account's API URL is reached; default: real HTTP, or the emulator for emulator:."""
+    clock: Callable[[], datetime] = _utc_now
+    events: EventSink = ignore
+    approve: Approve | None = None
+    """Asked before any write unless ``auto_approve``; ``None`` refuses (nobody to ask)."""
+    run_id: str = field(default_factory=new_run_id)
+    redactor: Redactor = field(default_factory=Redactor)
+
+    def now(self) -> str:
+        return timestamp(self.clock())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyOptions:
+    prune: bool = False
+    targets: tuple[Target, ...] = ()
+    accounts: tuple[str, ...] = ()
+    max_deletes: int = DEFAULT_MAX_DELETES
+    allow_empty: bool = False
+    atomic: bool = False
+    auto_approve: bool = False
+    records: Path = DEFAULT_RECORDS_PATH
+
+
+@dataclass(frozen=True, slots=True)
+class PlanResult:
+    """A plan, what the refresh could not read, and what apply needs to execute it.
+
+    ``to_json()`` is exactly the document ``reconcile plan --format json`` prints.
+    """
+
+    plan: Plan
+    failures: tuple[AccountFailure, ...] = ()
+    secrets: Mapping[WebhookKey, str] = field(default_factory=dict, repr=False)
+    state: State = field(default_factory=State, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def has_changes(self) -> bool:
+        return self.plan.has_changes
+
+    def to_json(self) -> dict[str, Any]:
+        return plan_to_json(self.plan)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What apply did: one outcome row per write, the adoptions, the state serial written."""
+
+    plan: Plan
+    rows: tuple[Outcome, ...] = ()
+    adopted: tuple[WebhookKey, ...] = ()
+    serial: int | None = None
+    run_id: str = ""
+    records: Path | None = None
+    failures: tuple[AccountFailure, ...] = ()
+
+    @property
+    def failed(self) -> tuple[Outcome, ...]:
+        return tuple(r for r in self.rows if not r.success)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "ok": self.ok,
+            "serial": self.serial,
+            "outcomes": [r.to_json() for r in self.rows],
+            "adopted": [{**k.to_json(), "address": str(k)} for k in self.adopted],
+            "failed_accounts": [f.account for f in self.failures],
+        }
+
+
+# --------------------------------------------------------------------------- clients
+
+
+@asynccontextmanager
+async def open_clients(
+    run: Run, desired: DesiredState, accounts: Sequence[str], *, read_only: bool
+) -> AsyncIterator[dict[str, TypeformClient]]:
+    """One paced client per account, reached through ``run.endpoints``; closed on exit."""
+    resolve = run.endpoints or default_resolver(run.environ)
+    async with AsyncExitStack() as stack:
+        clients: dict[str, TypeformClient] = {}
+        for name in accounts:
+            account = _account(desired, name)
+            url = account_api_url(account, override=run.settings.api_url, environ=run.environ)
+            endpoint = resolve(account, url)
+            run.redactor.add(endpoint.token)
+            clients[name] = await stack.enter_async_context(
+                TypeformClient(
+                    base_url=endpoint.base_url,
+                    token=endpoint.token,
+                    account=name,
+                    rate=run.settings.rate or account.rate_limit,
+                    concurrency=run.settings.concurrency,
+                    transport=endpoint.transport,
+                    timeout=run.settings.request_timeout,
+                    read_only=read_only,
+                )
+            )
+        yield clients
+
+
+def _account(desired: DesiredState, name: str) -> Any:
+    try:
+        return desired.account(name)
+    except KeyError:
+        raise ConfigError(
+            f"account {name!r} is not declared by any Account document in the manifests"
+        ) from None
+
+
+def api_urls(run: Run, desired: DesiredState, accounts: Sequence[str]) -> dict[str, str]:
+    """The API URL each account resolves to in this run (what a saved plan binds)."""
+    return {
+        name: account_api_url(
+            _account(desired, name), override=run.settings.api_url, environ=run.environ
+        )
+        for name in accounts
+    }
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def resolve_secrets(
+    run: Run, desired: DesiredState, targets: Sequence[Target], accounts: Sequence[str]
+) -> dict[WebhookKey, str]:
+    """The value of every declared secret in scope; all unresolved references reported at once."""
+    values: dict[WebhookKey, str] = {}
+    problems: list[str] = []
+    for hook in desired.webhooks:
+        if hook.secret is None or hook.state is Presence.ABSENT:
+            continue
+        if not in_targets(hook.key, targets) or (accounts and hook.key.account not in accounts):
+            continue
+        try:
+            values[hook.key] = resolve_secret(hook.secret, environ=run.environ)
+        except SecretResolutionError as exc:
+            where = f"{hook.location}: " if hook.location else ""
+            problems.append(f"{where}{exc}")
+    if problems:
+        raise SecretResolutionError("\n".join(problems))
+    for value in values.values():
+        run.redactor.add(value)
+    return values
+
+
+def secret_statuses(
+    secrets: Mapping[WebhookKey, str], live: LiveForms, state: State, hashes: Fingerprinter
+) -> dict[WebhookKey, SecretStatus]:
+    """How each declared secret compares with the live one.
+
+    Where the API echoes the secret and it equals ours, it is in sync. Otherwise the echo may be
+    masked, so the state's fingerprint decides; with neither, the secret is unknown (and set).
+    """
+    live_by_key = {w.key: w for hooks in live.values() for w in hooks}
+    statuses: dict[WebhookKey, SecretStatus] = {}
+    for key, value in secrets.items():
+        hook = live_by_key.get(key)
+        entry = state.get(key)
+        if hook is not None and hook.secret is not None and hook.secret == value:
+            statuses[key] = SecretStatus.IN_SYNC
+        elif entry is not None and entry.secret_fingerprint:
+            same = hashes.matches(value, entry.secret_fingerprint)
+            statuses[key] = SecretStatus.IN_SYNC if same else SecretStatus.CHANGED
+        else:
+            statuses[key] = SecretStatus.UNKNOWN
+    return statuses
+
+
+def _to_verify(secrets: Mapping[WebhookKey, str], live: LiveForms, state: State) -> list[str]:
+    """The secrets whose comparison needs the slow hash (no plain echo settles them)."""
+    echoed = {w.key: w.secret for hooks in live.values() for w in hooks if w.secret}
+    return [
+        value
+        for key, value in secrets.items()
+        if echoed.get(key) != value
+        and (entry := state.get(key)) is not None
+        and entry.secret_fingerprint
+    ]
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    result: PlanResult
+    refreshed: Refreshed
+    hashes: Fingerprinter
+
+
+async def _make_plan(
+    run: Run,
+    desired: DesiredState,
+    state: State,
+    clients: Mapping[str, TypeformClient],
+    options: PlanOptions,
+    accounts: Sequence[str],
+    *,
+    with_fingerprints: bool,
+) -> _Planned:
+    secrets = resolve_secrets(run, desired, options.targets, accounts)
+    scope = forms_in_scope(
+        desired, sorted(state.managed_keys()), options.targets, accounts=accounts
+    )
+    refreshed = await refresh(
+        desired, clients, scope, on_progress=lambda d, t: run.events(Progress(d, t))
+    )
+    for failure in refreshed.failures:
+        run.events(AccountFailed(failure))
+    hashes = Fingerprinter(state.fingerprint_salt)
+    await hashes.prepare(_to_verify(secrets, refreshed.live, state))
+    result = build_plan(
+        desired,
+        refreshed.live,
+        managed=state.managed_keys(),
+        secrets=secret_statuses(secrets, refreshed.live, state, hashes),
+        created_at=run.now(),
+        options=options,
+    )
+    result = replace(result, accounts=tuple(accounts))
+    if with_fingerprints:
+        written = [c for c in result.actions if c.action in (Action.CREATE, Action.UPDATE)]
+        await hashes.prepare(secrets[c.key] for c in written if c.key in secrets)
+        result = replace(
+            result,
+            secret_fingerprints={
+                c.key: hashes.fingerprint(secrets[c.key]) for c in written if c.key in secrets
+            },
+            fingerprint_salt=hashes.salt,
+        )
+    return _Planned(PlanResult(result, refreshed.failures, secrets, state), refreshed, hashes)
+
+
+def _accounts_in_scope(
+    desired: DesiredState, state: State, targets: Sequence[Target], accounts: Sequence[str]
+) -> list[str]:
+    names = set(forms_in_scope(desired, sorted(state.managed_keys()), targets, accounts=accounts))
+    unknown = sorted(
+        set(accounts) - set(desired.account_names()) - {k.account for k in state.webhooks}
+    )
+    if unknown:
+        raise ConfigError(f"--account {', '.join(unknown)}: no WebhookSet or state entry uses it")
+    return sorted(names)
+
+
+async def plan(
+    run: Run,
+    desired: DesiredState,
+    options: PlanOptions | None = None,
+    *,
+    accounts: Sequence[str] = (),
+    with_fingerprints: bool = False,
+) -> PlanResult:
+    """Refresh every form in scope and diff it against the manifests; writes nothing.
+
+    ``with_fingerprints`` adds the secret fingerprints a saved plan needs (``plan --out``); a
+    plan only printed computes no fingerprint it will not use.
+    """
+    options = options or PlanOptions()
+    with redacting(run.redactor):
+        for warning in desired.warnings:
+            run.events(Notice(warning.render()))
+        state = run.store.load()
+        names = _accounts_in_scope(desired, state, options.targets, accounts)
+        async with open_clients(run, desired, names, read_only=True) as clients:
+            planned = await _make_plan(
+                run,
+                desired,
+                state,
+                clients,
+                options,
+                accounts,
+                with_fingerprints=with_fingerprints,
+            )
+        return planned.result
+
+
+# --------------------------------------------------------------------------- apply
+
+
+async def apply(
+    run: Run,
+    desired: DesiredState,
+    options: ApplyOptions | None = None,
+    *,
+    saved: Plan | None = None,
+) -> ApplyResult:
+    """Plan (or check a saved plan), get approval, execute, record, save state.
+
+    Holds the state store's lock throughout. A saved plan is an approval, not an instruction:
+    the plan is derived again and executed only when each action equals the saved one.
+    """
+    options = options or ApplyOptions()
+    with redacting(run.redactor):
+        for warning in desired.warnings:
+            run.events(Notice(warning.render()))
+        run.store.check_writable()
+        writer = RecordWriter(options.records)
+        with run.store.lock(command="apply", timeout=run.settings.lock_timeout) as lock, writer:
+            previous = getattr(lock, "previous_holder", None)
+            if previous is not None:
+                run.events(LockTakenOver(_describe_holder(previous)))
+            return await _apply_locked(run, desired, options, saved, writer)
+
+
+def _describe_holder(holder: Any) -> str:
+    from reconciler.lock import describe_holder
+
+    return describe_holder(holder)
+
+
+async def _apply_locked(
+    run: Run,
+    desired: DesiredState,
+    options: ApplyOptions,
+    saved: Plan | None,
+    writer: RecordWriter,
+) -> ApplyResult:
+    state = run.store.load()
+    if saved is not None:
+        # Derive the plan again over exactly the saved plan's scope.
+        plan_options = PlanOptions(prune=saved.prune, targets=saved.targets)
+        accounts: Sequence[str] = saved.accounts
+    else:
+        plan_options = PlanOptions(prune=options.prune, targets=options.targets)
+        accounts = options.accounts
+    names = _accounts_in_scope(desired, state, plan_options.targets, accounts)
+    if saved is not None:
+        unused = sorted({c.key.account for c in saved.writes} - set(desired.account_names()))
+        if unused:
+            raise StalePlanError(
+                f"the saved plan writes to account(s) {', '.join(unused)}, which the manifests "
+                "no longer use; nothing was written. Run `reconcile plan --out` again."
+            )
+    async with open_clients(run, desired, names, read_only=False) as clients:
+        planned = await _make_plan(
+            run,
+            desired,
+            state,
+            clients,
+            plan_options,
+            accounts,
+            with_fingerprints=False,
+        )
+        fresh, secrets, hashes = planned.result.plan, planned.result.secrets, planned.hashes
+        if saved is not None:
+            if planned.result.failures:
+                raise StalePlanError(
+                    "the saved plan cannot be checked: "
+                    + "; ".join(f.message() for f in planned.result.failures)
+                )
+            # The saved fingerprints were made under the salt the plan names (a plan made
+            # before the state had one made its own).
+            checker = Fingerprinter(saved.fingerprint_salt)
+            await checker.prepare(secrets[c.key] for c in saved.writes if c.key in secrets)
+            _check_saved(saved, fresh, planned.refreshed.live, secrets, checker)
+            the_plan = fresh
+        else:
+            the_plan = fresh
+        run.events(PlanReady(the_plan))
+        check_safety(
+            the_plan,
+            desired,
+            managed=state.managed_keys(),
+            max_deletes=options.max_deletes,
+            allow_empty=options.allow_empty,
+        )
+        if the_plan.has_changes and not options.auto_approve and saved is None:
+            if run.approve is None:
+                raise PlanError(
+                    "refusing to apply without approval: nobody can confirm here. Review the "
+                    "plan, then pass --auto-approve (or apply a saved plan with --plan)."
+                )
+            if not await run.approve(the_plan):
+                raise PlanError(
+                    "apply cancelled: only 'yes' approves the plan; nothing was written."
+                )
+        if the_plan.has_changes:
+            writer.check()
+        await hashes.prepare(secrets[c.key] for c in the_plan.writes if c.key in secrets)
+
+        serial = state.serial
+
+        def persist(new_state: State) -> None:
+            # Fingerprints are keyed by the state's salt: a new salt is saved with the first.
+            nonlocal serial
+            saving = replace(new_state, serial=serial, fingerprint_salt=hashes.salt)
+            serial = run.store.save(saving).serial
+
+        def on_result(row: Outcome) -> None:
+            run.events(WriteDone(row))
+
+        outcome: ApplyOutcome = await apply_plan(
+            the_plan.writes,
+            apis=clients,
+            secrets=secrets,
+            state=state,
+            run_id=run.run_id,
+            now=run.now,
+            fingerprint=hashes.fingerprint,
+            record=writer.write,
+            on_state=persist,
+            on_result=on_result,
+            atomic=options.atomic,
+        )
+    if outcome.local_failure is not None:
+        raise LocalWriteError(outcome.local_failure)
+    final, adopted = adopt(
+        the_plan, outcome.state, secrets=secrets, now=run.now(), fingerprint=hashes.fingerprint
+    )
+    if adopted:
+        persist(final)
+    return ApplyResult(
+        plan=the_plan,
+        rows=outcome.rows,
+        adopted=adopted,
+        serial=serial if (outcome.rows or adopted) else None,
+        run_id=run.run_id,
+        records=options.records if outcome.rows else None,
+        failures=planned.result.failures,
+    )
+
+
+def _action_fingerprint(change: Change) -> tuple[Any, ...]:
+    after = None if change.after is None else json.dumps(dict(change.after), sort_keys=True)
+    return (change.action, change.key, after)
+
+
+def _check_saved(
+    saved: Plan,
+    fresh: Plan,
+    live: LiveForms,
+    secrets: Mapping[WebhookKey, str],
+    hashes: Fingerprinter,
+) -> None:
+    """Refuse a saved plan unless every action it would write is what the plan is now."""
+    stale = [
+        f"{form_id} (account {account})"
+        for (account, form_id), digest in sorted(saved.live_fingerprints.items())
+        if live_form_fingerprint(live.get((account, form_id), ())) != digest
+    ]
+    if stale:
+        raise StalePlanError(
+            "the saved plan is stale: the live webhooks of "
+            + ", ".join(stale)
+            + " changed since it was made; nothing was written. Run `reconcile plan --out` again."
+        )
+    theirs = {_action_fingerprint(c) for c in saved.writes}
+    ours = {_action_fingerprint(c) for c in fresh.writes}
+    if theirs != ours:
+        differ = sorted({str(k) for _, k, _ in theirs ^ ours})
+        raise StalePlanError(
+            "the saved plan does not match what the manifests, the state and the live webhooks "
+            f"call for now ({', '.join(differ)}); nothing was written. "
+            "Run `reconcile plan --out` again and review it."
+        )
+    changed: list[str] = []
+    for change in saved.writes:
+        if change.key not in secrets or change.action is Action.DELETE:
+            continue
+        digest = saved.secret_fingerprints.get(change.key)
+        if digest is None or not hashes.matches(secrets[change.key], digest):
+            changed.append(str(change.key))
+    if changed:
+        raise StalePlanError(
+            "the saved plan is stale: the secret of "
+            + ", ".join(changed)
+            + " changed since it was made; nothing was written. Run `reconcile plan --out` again."
+        )
