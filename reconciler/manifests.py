@@ -9,18 +9,28 @@ pattern cannot explain readably.
 
 It must never resolve a secret unless asked to (``check_env``), never echo a secret or the
 credentials of a URL in a message, never touch the network, and never turn a missing or empty
-manifest directory into "nothing is desired" (that is how accounts get wiped).
+manifest directory into "nothing is desired" (that is how accounts get wiped). Discovery never
+skips silently: symlinked directories are followed (a loop is an error), an unreadable
+directory or file is an error, and only regular files are opened (a FIFO or a device is an
+error, never read). Input is hostile until proven otherwise, so every file is bounded before it
+can cost much: at most ``MAX_FILE_BYTES`` read, at most ``MAX_NODES`` YAML nodes per *file*
+after alias expansion, at most ``MAX_DEPTH`` levels of nesting; each breach is one located
+error, in bounded time and memory, never a traceback.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import functools
+import gc
 import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,7 +41,14 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from reconciler.credentials import resolve_secret
+from reconciler.credentials import (
+    DEFAULT_TOKEN_ENV,
+    SECRET_DIRS_ENV,
+    resolve_secret,
+    secret_dirs_from,
+    secret_file_allowed,
+    secret_file_path,
+)
 from reconciler.errors import ManifestError, SecretResolutionError
 from reconciler.models import (
     DEFAULT_ACCOUNT,
@@ -54,6 +71,9 @@ from reconciler.models import (
 __all__ = [
     "API_VERSION",
     "MANIFEST_SUFFIXES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
     "SCHEMA_FILE",
     "CheckResult",
     "check",
@@ -67,9 +87,17 @@ API_VERSION = "reconciler/v1"
 SCHEMA_FILE = "reconciler-v1.schema.json"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
-# Alias expansion can blow a small file up exponentially ("billion laughs"); a manifest tree
-# never needs anywhere near this many nodes.
-_MAX_NODES = 200_000
+MAX_FILE_BYTES = 10 * 1024 * 1024
+"""The largest manifest file read (10 MB): 10,000 webhooks take about 1 MB."""
+MAX_NODES = 250_000
+"""YAML nodes per file, counted after alias expansion and over all of the file's documents:
+alias expansion can blow a small file up exponentially ("billion laughs"), one document or
+hundreds. 10,000 webhooks in one file take about 100,000."""
+MAX_DEPTH = 64
+"""Levels of nested mappings and lists; a manifest needs 6."""
+# Composing YAML costs about 300 bytes per node; a file smaller than this cannot hold more
+# nodes than MAX_NODES, a larger one is counted (cheaply, as parser events) before composing.
+_PRESCAN_BYTES = MAX_NODES
 _MAX_SHOWN = 80
 
 # libyaml's parser is several times faster and keeps the same node marks; the pure-Python one
@@ -77,6 +105,10 @@ _MAX_SHOWN = 80
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _YAML_MAP = "tag:yaml.org,2002:map"
+_YAML_STR = "tag:yaml.org,2002:str"
+# Printable ASCII and ordinary whitespace: where Python's ``re`` and the compiled validator's
+# regex dialect agree on every pattern of the schema (``\s`` differs beyond it).
+_PLAIN_TEXT = re.compile(r"[\t\n\r\x20-\x7e]*").fullmatch
 _YAML_SEQ = "tag:yaml.org,2002:seq"
 _YAML_MERGE = "tag:yaml.org,2002:merge"
 
@@ -119,14 +151,17 @@ def load_desired(
     *,
     check_env: bool = False,
     environ: Mapping[str, str] | None = None,
+    secret_dirs: Sequence[str | Path] | None = None,
 ) -> DesiredState:
     """Load and validate the manifests under ``paths``; raise ``ManifestError`` with every error.
 
     Warnings (e.g. ``http://`` URLs) do not fail the load; they are in ``DesiredState.warnings``.
     With ``check_env``, every secret and token reference must also resolve in ``environ``
     (default ``os.environ``); values are read only to be checked and then dropped.
+    ``secret_dirs`` are where ``{file: PATH}`` secrets may live besides their manifest tree
+    (default: ``RECONCILE_SECRET_DIRS`` of ``environ``).
     """
-    result = check(paths, check_env=check_env, environ=environ)
+    result = check(paths, check_env=check_env, environ=environ, secret_dirs=secret_dirs)
     if result.desired is None:
         raise ManifestError(result.errors)
     return result.desired
@@ -137,20 +172,36 @@ def check(
     *,
     check_env: bool = False,
     environ: Mapping[str, str] | None = None,
+    secret_dirs: Sequence[str | Path] | None = None,
 ) -> CheckResult:
     """Like ``load_desired`` but never raises for a manifest problem: returns every diagnostic."""
+    env = os.environ if environ is None else environ
+    dirs = secret_dirs_from(env) if secret_dirs is None else tuple(Path(d) for d in secret_dirs)
+    with _no_gc():
+        # The YAML nodes die with _load's frame, before the collector runs again.
+        return _load(paths, check_env=check_env, environ=env, secret_dirs=dirs)
+
+
+def _load(
+    paths: Sequence[str | Path],
+    *,
+    check_env: bool,
+    environ: Mapping[str, str],
+    secret_dirs: Sequence[Path],
+) -> CheckResult:
     diagnostics: list[Diagnostic] = []
-    files = discover(paths, diagnostics)
+    found = _discover(paths, diagnostics)
+    files = [file for file, _ in found]
     docs: list[_Doc] = []
-    for file in files:
-        docs.extend(_read_file(file, diagnostics))
-    validator = _validator()
+    for file, root in found:
+        docs.extend(_read_file(file, diagnostics, root=root))
     for doc in docs:
-        _validate_doc(doc, validator, diagnostics)
-    builder = _Builder(diagnostics)
+        if not doc.limited:
+            _validate_doc(doc, diagnostics)
+    builder = _Builder(diagnostics, secret_dirs)
     builder.build(docs)
     if check_env:
-        builder.check_env(os.environ if environ is None else environ)
+        builder.check_env(environ)
     order = {str(f): i for i, f in enumerate(files)}
     # One node can break the same rule twice (e.g. ``spec`` is typed at the top level and again
     # by its kind's branch): say it once.
@@ -181,31 +232,27 @@ def discover(paths: Sequence[str | Path], diagnostics: list[Diagnostic]) -> list
     (``.git``, ``.reconcile``). A path that does not exist, and a directory holding no manifest,
     are errors: both usually mean a typo or a checkout gone wrong, and must not read as "nothing
     is desired". A file given explicitly is read whatever its suffix. Each file is read once.
+    Symlinks are followed (a loop is an error); a directory that cannot be listed, and a
+    manifest that is not a regular file (a FIFO, a device, a socket), are errors too.
     """
-    found: list[Path] = []
-    seen: set[Path] = set()
+    return [file for file, _ in _discover(paths, diagnostics)]
 
-    def add(file: Path) -> None:
-        real = file.resolve()
-        if real not in seen:
-            seen.add(real)
-            found.append(file)
 
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            in_dir = sorted(_walk(path), key=lambda p: p.parts)
-            if not in_dir:
-                diagnostics.append(
-                    Diagnostic(None, f"{raw}: no manifests (*.yaml, *.yml) found in this directory")
-                )
-            for file in in_dir:
-                add(file)
-        elif path.exists():
-            add(path)
-        else:
-            diagnostics.append(Diagnostic(None, f"{raw}: no such file or directory"))
-    return found
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while loading.
+
+    Composing YAML allocates hundreds of thousands of small objects that all stay alive; each
+    allocation burst makes the collector scan them again, which tripled the cost of a 10,000
+    webhook tree. Nothing built here is cyclic garbage worth collecting early.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @functools.cache
@@ -225,12 +272,108 @@ def load_schema() -> dict[str, Any]:
 # --------------------------------------------------------------------------- discovery, YAML
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES):
-                yield Path(dirpath) / name
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _not_regular(path: str, mode: int) -> Diagnostic:
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    return Diagnostic(None, f"{path}: is {kind}, not a regular file; only regular files are read")
+
+
+def _stat_problem(path: str, exc: OSError) -> Diagnostic:
+    """One line for a path that cannot be looked at: a loop, a dangling symlink, a permission."""
+    if exc.errno == errno.ELOOP:
+        return Diagnostic(None, f"{path}: symlink loop (too many levels of symbolic links)")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if os.path.lexists(path):
+            return Diagnostic(None, f"{path}: broken symlink (its target does not exist)")
+        return Diagnostic(None, f"{path}: no such file or directory")
+    return Diagnostic(None, f"{path}: cannot read: {exc.strerror or exc}")
+
+
+def _discover(paths: Sequence[str | Path], diagnostics: list[Diagnostic]) -> list[tuple[Path, str]]:
+    """``discover``, with the root each file was found under (its PATH argument)."""
+    found: list[tuple[Path, str]] = []
+    seen: set[str] = set()
+
+    def add(file: Path, root: str) -> None:
+        real = os.path.realpath(file)
+        if real not in seen:
+            seen.add(real)
+            found.append((file, root))
+
+    for raw in paths:
+        path = Path(raw)
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            diagnostics.append(_stat_problem(str(raw), exc))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            problems = len(diagnostics)
+            in_dir = sorted(_walk(path, info, diagnostics), key=lambda p: p.parts)
+            if not in_dir and len(diagnostics) == problems:
+                diagnostics.append(
+                    Diagnostic(None, f"{raw}: no manifests (*.yaml, *.yml) found in this directory")
+                )
+            for file in in_dir:
+                add(file, str(path))
+        elif stat.S_ISREG(info.st_mode):
+            add(path, str(path.parent))
+        else:
+            diagnostics.append(_not_regular(str(raw), info.st_mode))
+    return found
+
+
+def _walk(top: Path, top_info: os.stat_result, diagnostics: list[Diagnostic]) -> list[Path]:
+    """Every manifest under ``top``, following symlinks, with loop detection.
+
+    Iterative (a deep tree cannot exhaust the stack). A directory whose ``(st_dev, st_ino)`` is
+    already on the path from ``top`` is a loop: reported, not entered.
+    """
+    found: list[Path] = []
+    top_id = (top_info.st_dev, top_info.st_ino)
+    stack: list[tuple[Path, dict[tuple[int, int], Path]]] = [(top, {top_id: top})]
+    while stack:
+        directory, ancestors = stack.pop()
+        try:
+            with os.scandir(directory) as entries:
+                names = sorted(entry.name for entry in entries)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            diagnostics.append(Diagnostic(None, f"{directory}: cannot read directory: {reason}"))
+            continue
+        subdirs: list[tuple[Path, dict[tuple[int, int], Path]]] = []
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = directory / name
+            try:
+                info = os.stat(path)
+            except OSError as exc:
+                diagnostics.append(_stat_problem(str(path), exc))
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                ident = (info.st_dev, info.st_ino)
+                if ident in ancestors:
+                    diagnostics.append(
+                        Diagnostic(None, f"{path}: symlink loop (leads back to {ancestors[ident]})")
+                    )
+                else:
+                    subdirs.append((path, {**ancestors, ident: path}))
+            elif name.endswith(MANIFEST_SUFFIXES):
+                if stat.S_ISREG(info.st_mode):
+                    found.append(path)
+                else:
+                    diagnostics.append(_not_regular(str(path), info.st_mode))
+        stack.extend(reversed(subdirs))
+    return found
 
 
 @dataclass
@@ -240,9 +383,14 @@ class _Doc:
     file: str
     base_dir: str
     value: Any
+    root: str = "."
     nodes: dict[Pointer, yaml.Node] = field(default_factory=dict)
     keys: dict[Pointer, yaml.Node] = field(default_factory=dict)
     broken: bool = False
+    limited: bool = False
+    """Over a size, alias or nesting limit: only that is reported, the rest is not checked."""
+    exotic: bool = False
+    """Holds text beyond printable ASCII, where regex dialects differ: validate in Python."""
     bad_entries: set[int] = field(default_factory=set)
     unreadable: set[Pointer] = field(default_factory=set)
     """Values the converter already reported: schema errors about them would only repeat it."""
@@ -259,18 +407,78 @@ class _Doc:
         return _mark_loc(self.file, node.start_mark)
 
 
-def _mark_loc(file: str, mark: yaml.Mark | None) -> Location:
+def _mark_loc(file: str, mark: Any) -> Location:
+    """``mark`` is a ``yaml.Mark`` (of either the C or the Python parser) or ``None``."""
     if mark is None:
         return Location(file, 1, 1)
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def _read_file(path: Path, diagnostics: list[Diagnostic]) -> list[_Doc]:
+def _read_bytes(path: Path, diagnostics: list[Diagnostic]) -> bytes | None:
+    """At most ``MAX_FILE_BYTES`` of a regular file, or ``None`` after reporting why not.
+
+    The file is opened non-blocking (a FIFO swapped in after discovery cannot hang us) and
+    checked again once open; never more than the limit plus one byte is read.
+    """
     file = str(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        data = path.read_bytes()
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            diagnostics.append(_not_regular(file, info.st_mode))
+            return None
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT):
+            diagnostics.append(_stat_problem(file, exc))
+        else:
+            diagnostics.append(Diagnostic(None, f"{file}: cannot read: {exc.strerror or exc}"))
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            diagnostics.append(_not_regular(file, info.st_mode))
+            return None
+        if info.st_size <= MAX_FILE_BYTES:
+            while size <= MAX_FILE_BYTES:
+                chunk = os.read(fd, min(MAX_FILE_BYTES + 1 - size, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        else:
+            size = info.st_size
     except OSError as exc:
         diagnostics.append(Diagnostic(None, f"{file}: cannot read: {exc.strerror or exc}"))
+        return None
+    finally:
+        os.close(fd)
+    if size > MAX_FILE_BYTES:
+        limit = f"{MAX_FILE_BYTES // (1024 * 1024)} MB ({MAX_FILE_BYTES:,} bytes)"
+        diagnostics.append(
+            Diagnostic(
+                Location(file, 1, 1),
+                f"file is larger than {limit}, the limit for one manifest file; split it",
+            )
+        )
+        return None
+    return b"".join(chunks)
+
+
+@dataclass
+class _Budget:
+    """What one file may still cost: nodes after alias expansion, shared by its documents."""
+
+    nodes: int = MAX_NODES
+    reported: bool = False
+
+
+def _read_file(path: Path, diagnostics: list[Diagnostic], *, root: str = ".") -> list[_Doc]:
+    file = str(path)
+    data = _read_bytes(path, diagnostics)
+    if data is None:
         return []
     try:
         text = data.decode("utf-8-sig")
@@ -278,17 +486,28 @@ def _read_file(path: Path, diagnostics: list[Diagnostic]) -> list[_Doc]:
         loc = _offset_loc(file, data[: exc.start].decode("utf-8", "replace"))
         diagnostics.append(Diagnostic(loc, "not UTF-8 text (manifests must be UTF-8)"))
         return []
+    del data
+    if len(text) > _PRESCAN_BYTES:
+        # Large enough to hold more nodes than allowed: count them before building any.
+        problem = _prescan(file, text)
+        if problem is not None:
+            diagnostics.append(problem)
+            return []
     # As given (relative stays relative), so a saved plan names the same place in any checkout.
     base_dir = str(path.parent)
     docs: list[_Doc] = []
+    budget = _Budget()
     try:
         for node in yaml.compose_all(text, Loader=_YAML_LOADER):
             if node is None or (node.tag == "tag:yaml.org,2002:null" and not node.value):
                 continue  # an empty document ("---" alone, or a trailing "---") means nothing
-            doc = _Doc(file=file, base_dir=base_dir, value=None)
-            doc.value = _Converter(doc, diagnostics).convert(node, ())
+            doc = _Doc(file=file, base_dir=base_dir, value=None, root=root)
+            doc.value = _Converter(doc, diagnostics, budget).convert(node, ())
             docs.append(doc)
     except yaml.MarkedYAMLError as exc:
+        if exc.problem == "exceeded maximum nesting depth":  # libyaml's own limit (1000)
+            diagnostics.append(_prescan(file, text) or _too_deep(file, exc.problem_mark))
+            return docs
         where = exc.problem_mark or exc.context_mark
         message = f"YAML syntax error: {exc.problem or exc.context or 'cannot parse'}"
         if exc.context and exc.problem and exc.context_mark is not None:
@@ -299,11 +518,57 @@ def _read_file(path: Path, diagnostics: list[Diagnostic]) -> list[_Doc]:
         loc = _offset_loc(file, text[: exc.position])
         diagnostics.append(Diagnostic(loc, f"not valid YAML text: {exc.reason}"))
         return docs
+    except RecursionError:  # the pure-Python composer, where libyaml is missing
+        diagnostics.append(_prescan(file, text) or _too_deep(file, None))
+        return docs
     if not docs:
         diagnostics.append(
             Diagnostic(Location(file, 1, 1), "file holds no manifest document", Severity.WARNING)
         )
     return docs
+
+
+def _too_deep(file: str, mark: Any) -> Diagnostic:
+    return Diagnostic(
+        _mark_loc(file, mark),
+        f"nested deeper than {MAX_DEPTH} levels, the limit for a manifest",
+    )
+
+
+def _too_many(file: str, mark: Any) -> Diagnostic:
+    return Diagnostic(
+        _mark_loc(file, mark),
+        f"file too large after expanding aliases: more than {MAX_NODES:,} YAML nodes, "
+        "the limit for one manifest file; split it",
+    )
+
+
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.CollectionStartEvent)
+
+
+def _prescan(file: str, text: str) -> Diagnostic | None:
+    """The first node over the nesting or node limit, found from parser events alone.
+
+    Events are streamed and dropped, so this costs little memory whatever the file holds. A
+    syntax error stops the scan quietly: composing reports it, at its place, as usual.
+    """
+    depth = 0
+    nodes = 0
+    try:
+        for event in yaml.parse(text, Loader=_YAML_LOADER):
+            if isinstance(event, _NODE_EVENTS):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    return _too_many(file, event.start_mark)
+                if isinstance(event, yaml.CollectionStartEvent):
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        return _too_deep(file, event.start_mark)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except (yaml.YAMLError, RecursionError):
+        return None
+    return None
 
 
 def _offset_loc(file: str, before: str) -> Location:
@@ -318,29 +583,44 @@ class _Converter:
     YAML 1.1 booleans or numbers. Scalars are constructed by PyYAML's safe constructor.
     """
 
-    def __init__(self, doc: _Doc, diagnostics: list[Diagnostic]) -> None:
+    def __init__(self, doc: _Doc, diagnostics: list[Diagnostic], budget: _Budget) -> None:
         self._doc = doc
         self._diagnostics = diagnostics
         self._constructor = yaml.SafeLoader("")
-        self._budget = _MAX_NODES
+        self._budget = budget
         self._active: set[int] = set()
 
     def _error(self, node: yaml.Node, message: str) -> None:
         self._doc.broken = True
         self._diagnostics.append(Diagnostic(_mark_loc(self._doc.file, node.start_mark), message))
 
+    def _over_limit(self, problem: Diagnostic) -> None:
+        """Once per file: the first node over a limit. The document is checked no further."""
+        self._doc.broken = self._doc.limited = True
+        if not self._budget.reported:
+            self._budget.reported = True
+            self._diagnostics.append(problem)
+
     def convert(self, node: yaml.Node, ptr: Pointer) -> Any:
-        self._budget -= 1
-        if self._budget == 0:
-            self._error(node, "document too large after expanding aliases")
-        if self._budget <= 0:
+        budget = self._budget
+        budget.nodes -= 1
+        if budget.nodes < 0:
+            self._over_limit(_too_many(self._doc.file, node.start_mark))
             return None
         self._doc.nodes[ptr] = node
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _YAML_STR:  # most values: no constructor needed
+                value: str = node.value
+                if not self._doc.exotic and not _PLAIN_TEXT(value):
+                    self._doc.exotic = True
+                return value
+            return self._scalar(node, ptr)
+        if len(ptr) >= MAX_DEPTH:
+            self._over_limit(_too_deep(self._doc.file, node.start_mark))
+            return None
         if id(node) in self._active:
             self._error(node, "recursive YAML alias")
             return None
-        if isinstance(node, yaml.ScalarNode):
-            return self._scalar(node, ptr)
         self._active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -358,7 +638,10 @@ class _Converter:
 
     def _scalar(self, node: yaml.ScalarNode, ptr: Pointer) -> Any:
         try:
-            return self._constructor.construct_object(node, deep=True)
+            value = self._constructor.construct_object(node, deep=True)
+            if not isinstance(value, bool | int | float | str | None):
+                self._doc.exotic = True  # dates, bytes: only Python's validator knows them
+            return value
         except yaml.MarkedYAMLError as exc:
             self._error(node, f"cannot read value: {exc.problem}")
         except (ValueError, TypeError, OverflowError):
@@ -413,7 +696,27 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(load_schema())
 
 
-def _validate_doc(doc: _Doc, validator: Draft202012Validator, out: list[Diagnostic]) -> None:
+@functools.cache
+def _fast_check() -> Callable[[Any], bool] | None:
+    """A compiled validator's yes/no, if ``jsonschema-rs`` is installed; ``None`` otherwise.
+
+    It only ever says "valid": a document it rejects (or cannot take, e.g. a NaN) is checked
+    again by ``jsonschema``, which explains every error exactly as without it. Formats are
+    annotations, as in ``jsonschema``.
+    """
+    try:
+        import jsonschema_rs  # optional: the fast path only
+    except ImportError:
+        return None
+    try:
+        validator = jsonschema_rs.validator_for(load_schema(), validate_formats=False)
+    except Exception:  # any trouble compiling: use the reference validator
+        return None
+    is_valid: Callable[[Any], bool] = validator.is_valid
+    return is_valid
+
+
+def _validate_doc(doc: _Doc, out: list[Diagnostic]) -> None:
     if not isinstance(doc.value, dict):
         doc.broken = True
         out.append(
@@ -424,7 +727,14 @@ def _validate_doc(doc: _Doc, validator: Draft202012Validator, out: list[Diagnost
             )
         )
         return
-    errors = sorted(validator.iter_errors(doc.value), key=lambda e: list(map(str, e.path)))
+    fast = _fast_check()
+    if fast is not None and not doc.exotic:
+        try:
+            if fast(doc.value):
+                return
+        except Exception:  # noqa: S110 -- a value it cannot take: ask jsonschema
+            pass
+    errors = sorted(_validator().iter_errors(doc.value), key=lambda e: list(map(str, e.path)))
     for error in errors:
         ptr: Pointer = tuple(error.absolute_path)
         if (
@@ -610,13 +920,19 @@ def _render_ptr(ptr: Pointer) -> str:
 class _Builder:
     """Builds models from schema-valid documents and applies the rules a schema cannot express."""
 
-    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+    def __init__(self, diagnostics: list[Diagnostic], secret_dirs: Sequence[Path] = ()) -> None:
         self._out = diagnostics
+        self._secret_dirs = tuple(secret_dirs)
         self.accounts: list[Account] = []
         self.sets: list[WebhookSet] = []
         # every secret reference where it is written (what it is for, the reference): a
         # defaults secret shared by ten entries is checked, and reported, once
         self._secrets: dict[Location, tuple[str, SecretRef]] = {}
+        # references already rejected where they are written: not resolved by check_env
+        self._rejected: set[Location] = set()
+        # where each account's token comes from: a webhook secret must never point there
+        self._token_vars: dict[str, str] = {DEFAULT_TOKEN_ENV: DEFAULT_ACCOUNT}
+        self._token_files: dict[str, str] = {}
 
     def _error(self, location: Location, message: str) -> None:
         self._out.append(Diagnostic(location, message))
@@ -636,6 +952,21 @@ class _Builder:
         for doc in account_docs:
             if not doc.broken:
                 self._account(doc, first_account)
+        # Token references of every Account document that names one, even an invalid one: a
+        # webhook secret that reuses it would send the API token to Typeform as a secret.
+        for doc in account_docs:
+            if doc.limited or not isinstance(doc.value, dict):
+                continue
+            spec, metadata = doc.value.get("spec"), doc.value.get("metadata")
+            token = spec.get("token") if isinstance(spec, dict) else None
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            if isinstance(token, dict) and len(token) == 1 and isinstance(name, str):
+                ((source, ref_name),) = token.items()
+                if source == "env" and isinstance(ref_name, str):
+                    self._token_vars.setdefault(ref_name, name)
+                elif source == "file" and isinstance(ref_name, str):
+                    real = os.path.realpath(Path(doc.base_dir) / ref_name)
+                    self._token_files.setdefault(real, name)
         first_set: dict[tuple[str, str], Location] = {}
         first_hook: dict[WebhookKey, Location] = {}
         for doc in set_docs:
@@ -656,8 +987,10 @@ class _Builder:
         rate = spec.get("rate_limit", DEFAULT_RATE)
         if not math.isfinite(rate):
             self._error(doc.loc(("spec", "rate_limit")), "spec.rate_limit: must be a finite number")
-        token = _secret_ref(spec["token"], doc.base_dir)
-        self._secrets[doc.loc(("spec", "token"))] = (f"token of account {name!r}", token)
+        token = _secret_ref(spec["token"], doc)
+        token_loc = doc.loc(("spec", "token"))
+        self._secrets[token_loc] = (f"token of account {name!r}", token)
+        self._check_file_ref(token_loc, "spec.token", token)
         self.accounts.append(
             Account(
                 name=name,
@@ -697,6 +1030,7 @@ class _Builder:
         ownership = Ownership(spec.get("ownership", Ownership.DECLARED.value))
         defaults: dict[str, Any] = spec.get("defaults", {})
         hooks: list[DesiredWebhook] = []
+        checked: set[Location] = set()
         for i, entry in enumerate(spec["webhooks"]):
             if i in doc.bad_entries:
                 continue
@@ -718,12 +1052,14 @@ class _Builder:
                 self._check_url(doc, (*ptr, "url"), url, api=False)
             secret = None
             if "secret" in merged:
-                secret = _secret_ref(merged["secret"], doc.base_dir)
+                secret = _secret_ref(merged["secret"], doc)
+                where = (*ptr, "secret") if "secret" in entry else ("spec", "defaults", "secret")
+                secret_loc = doc.loc(where)
+                if secret_loc not in checked:
+                    checked.add(secret_loc)
+                    self._check_secret_ref(secret_loc, _render_ptr(where), secret)
                 if state is Presence.PRESENT:
-                    where = (
-                        (*ptr, "secret") if "secret" in entry else ("spec", "defaults", "secret")
-                    )
-                    self._secrets.setdefault(doc.loc(where), ("secret", secret))
+                    self._secrets.setdefault(secret_loc, ("secret", secret))
             names = merged.get("event_types", ["form_response"])
             hooks.append(
                 DesiredWebhook(
@@ -751,45 +1087,93 @@ class _Builder:
 
     def _check_url(self, doc: _Doc, ptr: Pointer, url: str, *, api: bool) -> None:
         """What the schema's URL pattern cannot say readably. Never echoes the URL's user-info."""
-        where = _render_ptr(ptr)
-        location = doc.loc(ptr)
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname
-            parts.port  # noqa: B018 -- parsing the port is the check
-        except ValueError as exc:
-            self._error(location, f"{where}: cannot parse the URL's host: {exc}")
+        verdict = _url_verdict(_origin(url), api=api)
+        if verdict is not None:
+            message, severity = verdict
+            self._out.append(Diagnostic(doc.loc(ptr), f"{_render_ptr(ptr)}: {message}", severity))
+
+    def _check_secret_ref(self, location: Location, where: str, ref: SecretRef) -> None:
+        """A webhook secret must be its own value: never an account's token, never a file
+        outside the manifest tree and the secret directories."""
+        if ref.source is SecretSource.ENV:
+            account = self._token_vars.get(ref.name)
+            if account is not None:
+                self._rejected.add(location)
+                self._error(
+                    location,
+                    f"{where}: {{env: {ref.name}}} is the API token variable of account "
+                    f"{account!r}; a webhook secret must be a value of its own (Typeform would "
+                    "receive the token)",
+                )
             return
-        if "@" in parts.netloc:
+        account = self._token_files.get(os.path.realpath(secret_file_path(ref)))
+        if account is not None:
+            self._rejected.add(location)
             self._error(
                 location,
-                f"{where}: must not contain user-info (credentials before '@'); "
-                + ("use the account's token" if api else "authenticate with the webhook secret"),
+                f"{where}: {{file: {ref.name}}} is the API token file of account {account!r}; "
+                "a webhook secret must be a value of its own (Typeform would receive the token)",
             )
             return
-        if not host:
-            self._error(location, f"{where}: URL has no host")
-            return
-        if not _valid_host(host):
-            self._error(location, f"{where}: {_clip(host)!r} is not a valid host name")
-            return
-        if parts.scheme == "http" and not (api and _is_loopback(host)):
-            what = "the token" if api else "deliveries"
-            self._out.append(
-                Diagnostic(
-                    location,
-                    f"{where}: http:// sends {what} unencrypted; use https://",
-                    Severity.WARNING,
-                )
+        self._check_file_ref(location, where, ref)
+
+    def _check_file_ref(self, location: Location, where: str, ref: SecretRef) -> None:
+        if ref.source is SecretSource.FILE and not secret_file_allowed(ref, self._secret_dirs):
+            self._rejected.add(location)
+            self._error(
+                location,
+                f"{where}: {{file: {ref.name}}} is outside the manifest tree ({ref.root}) and "
+                f"every secret directory; keep it under {ref.root} or allow its directory with "
+                f"--secret-dir DIR ({SECRET_DIRS_ENV})",
             )
 
     def check_env(self, environ: Mapping[str, str]) -> None:
         """Resolve every secret and token reference once, at the place it is written."""
         for location, (what, ref) in self._secrets.items():
+            if location in self._rejected:
+                continue
             try:
-                resolve_secret(ref, environ=environ)
+                resolve_secret(ref, environ=environ, secret_dirs=self._secret_dirs)
             except SecretResolutionError as exc:
                 self._error(location, f"{what} does not resolve: {exc}")
+
+
+def _origin(url: str) -> str:
+    """``scheme://netloc`` of ``url``: all that the URL checks look at (hosts repeat a lot)."""
+    start = url.find("://")
+    if start < 0:
+        return url
+    end = len(url)
+    for stop in "/?#":
+        found = url.find(stop, start + 3)
+        if 0 <= found < end:
+            end = found
+    return url[:end]
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_verdict(origin: str, *, api: bool) -> tuple[str, Severity] | None:
+    """The problem with a URL's scheme and host, if any: a message and its severity."""
+    try:
+        parts = urlsplit(origin)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- parsing the port is the check
+    except ValueError as exc:
+        return f"cannot parse the URL's host: {exc}", Severity.ERROR
+    if "@" in parts.netloc:
+        advice = "use the account's token" if api else "authenticate with the webhook secret"
+        return (
+            f"must not contain user-info (credentials before '@'); {advice}",
+            Severity.ERROR,
+        )
+    if not host:
+        return "URL has no host", Severity.ERROR
+    if not _valid_host(host):
+        return f"{_clip(host)!r} is not a valid host name", Severity.ERROR
+    if parts.scheme == "http" and not (api and _is_loopback(host)):
+        what = "the token" if api else "deliveries"
+        return f"http:// sends {what} unencrypted; use https://", Severity.WARNING
+    return None
 
 
 def _kind(doc: _Doc) -> str | None:
@@ -799,9 +1183,9 @@ def _kind(doc: _Doc) -> str | None:
     return None
 
 
-def _secret_ref(obj: Mapping[str, str], base_dir: str) -> SecretRef:
+def _secret_ref(obj: Mapping[str, str], doc: _Doc) -> SecretRef:
     ((source, name),) = obj.items()
-    return SecretRef(source=SecretSource(source), name=name, base_dir=base_dir)
+    return SecretRef(source=SecretSource(source), name=name, base_dir=doc.base_dir, root=doc.root)
 
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")

@@ -84,7 +84,7 @@ def test_example_manifests_load_with_the_demo_forms_and_merged_defaults() -> Non
     details = hooks[WebhookKey("default", "onbrd03", "onboarding-details")]
     assert details.event_types == EventTypes(form_response=True, form_response_partial=True)
     assert details.secret == SecretRef(
-        SecretSource.ENV, "ONBOARDING_WEBHOOK_SECRET", str(EXAMPLES.resolve())
+        SecretSource.ENV, "ONBOARDING_WEBHOOK_SECRET", str(EXAMPLES), root=str(EXAMPLES)
     )
     legacy = hooks[WebhookKey("default", "onbrd01", "legacy-zapier")]
     assert legacy.state is Presence.ABSENT
@@ -101,7 +101,7 @@ def test_example_manifests_load_with_the_demo_forms_and_merged_defaults() -> Non
 def test_good_manifests_merge_defaults_under_entries_and_entries_win() -> None:
     desired = load_desired([GOOD])
     hooks = _hooks(*desired.webhooks)
-    secrets_dir = str(GOOD.resolve())
+    secrets_dir = str(GOOD)
 
     intake = hooks[WebhookKey("eu-clients", "euform1", "intake")]
     assert intake.url == "https://hooks.example.eu/intake"
@@ -109,7 +109,7 @@ def test_good_manifests_merge_defaults_under_entries_and_entries_win() -> None:
     assert intake.verify_ssl is False
     assert intake.event_types == EventTypes(form_response=False, form_response_partial=True)
     assert intake.secret == SecretRef(
-        SecretSource.FILE, "secrets/eu-webhook-secret.txt", secrets_dir
+        SecretSource.FILE, "secrets/eu-webhook-secret.txt", secrets_dir, root=str(GOOD)
     )
     assert intake.ownership is Ownership.EXCLUSIVE
     assert intake.set_name == "eu-onboarding"
@@ -118,7 +118,9 @@ def test_good_manifests_merge_defaults_under_entries_and_entries_win() -> None:
     assert partials.enabled is True
     assert partials.verify_ssl is False
     assert partials.event_types == EventTypes(form_response=True, form_response_partial=True)
-    assert partials.secret == SecretRef(SecretSource.ENV, "EU_PARTIALS_SECRET", secrets_dir)
+    assert partials.secret == SecretRef(
+        SecretSource.ENV, "EU_PARTIALS_SECRET", secrets_dir, root=str(GOOD)
+    )
 
     old = hooks[WebhookKey("eu-clients", "euform2", "old-hook")]
     assert old.state is Presence.ABSENT
@@ -141,7 +143,7 @@ def test_declared_accounts_keep_their_url_token_reference_rate_and_location() ->
     assert account == Account(
         name="eu-clients",
         api_url="https://api.eu.typeform.com",
-        token=SecretRef(SecretSource.ENV, "TYPEFORM_TOKEN_EU", str(GOOD.resolve())),
+        token=SecretRef(SecretSource.ENV, "TYPEFORM_TOKEN_EU", str(GOOD), root=str(GOOD)),
         rate_limit=0.5,
         location=Location(str(GOOD / "accounts.yaml"), 2, 1),
     )
@@ -333,7 +335,9 @@ def test_a_secret_ref_is_kept_as_a_reference_and_never_resolved_by_loading(tmp_p
         ),
     )
     [hook] = load_desired([file], environ={}).webhooks
-    assert hook.secret == SecretRef(SecretSource.ENV, "UNSET_VAR_X", str(tmp_path.resolve()))
+    assert hook.secret == SecretRef(
+        SecretSource.ENV, "UNSET_VAR_X", str(tmp_path), root=str(tmp_path)
+    )
 
 
 def test_check_env_reports_each_unresolved_reference_once_where_it_is_written(

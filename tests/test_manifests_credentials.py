@@ -38,12 +38,12 @@ def test_a_file_reference_is_read_relative_to_its_manifest_without_the_trailing_
 ) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "hook.txt").write_text(VALUE + "\r\n")
-    ref = SecretRef(SecretSource.FILE, "secrets/hook.txt", str(tmp_path))
+    ref = SecretRef(SecretSource.FILE, "secrets/hook.txt", str(tmp_path), root=str(tmp_path))
     assert resolve_secret(ref, environ={}) == VALUE
 
 
 def test_a_missing_file_is_named_in_the_error(tmp_path: Path) -> None:
-    ref = SecretRef(SecretSource.FILE, "nope.txt", str(tmp_path))
+    ref = SecretRef(SecretSource.FILE, "nope.txt", str(tmp_path), root=str(tmp_path))
     with pytest.raises(SecretResolutionError) as info:
         resolve_secret(ref, environ={})
     assert str(info.value) == f"secret file {tmp_path / 'nope.txt'} does not exist"
@@ -58,7 +58,7 @@ def test_an_unusable_file_is_an_error_that_quotes_nothing_from_it(
     tmp_path: Path, content: bytes, problem: str
 ) -> None:
     (tmp_path / "hook.txt").write_bytes(content)
-    ref = SecretRef(SecretSource.FILE, "hook.txt", str(tmp_path))
+    ref = SecretRef(SecretSource.FILE, "hook.txt", str(tmp_path), root=str(tmp_path))
     with pytest.raises(SecretResolutionError) as info:
         resolve_secret(ref, environ={})
     assert problem in str(info.value)
@@ -69,7 +69,7 @@ def test_an_unusable_file_is_an_error_that_quotes_nothing_from_it(
 
 
 def test_a_directory_is_not_a_secret_file(tmp_path: Path) -> None:
-    ref = SecretRef(SecretSource.FILE, ".", str(tmp_path))
+    ref = SecretRef(SecretSource.FILE, ".", str(tmp_path), root=str(tmp_path))
     with pytest.raises(SecretResolutionError, match="is a directory"):
         resolve_secret(ref, environ={})
 

@@ -49,7 +49,9 @@ urls = st.builds(
 event_types = st.lists(st.sampled_from(EVENT_TYPE_NAMES), min_size=1, max_size=2, unique=True)
 secrets = st.one_of(
     st.builds(lambda n: {"env": n}, st.sampled_from(["HOOK_SECRET", "_X", "S3"])),
-    st.builds(lambda n: {"file": n}, st.sampled_from(["s.txt", "secrets/hook.txt", "../up.txt"])),
+    st.builds(
+        lambda n: {"file": n}, st.sampled_from(["s.txt", "secrets/hook.txt", "sub/../up.txt"])
+    ),
 )
 OPTIONAL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "enabled": st.booleans(),
@@ -134,7 +136,7 @@ def test_a_generated_valid_webhook_set_loads_and_keeps_its_meaning(
         expected_secret = None
         if "secret" in merged:
             ((source, name),) = merged["secret"].items()
-            expected_secret = SecretRef(SecretSource(source), name, base_dir)
+            expected_secret = SecretRef(SecretSource(source), name, base_dir, root=base_dir)
         assert hook.secret == expected_secret
         assert hook.ownership is loaded.ownership
 
