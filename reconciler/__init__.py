@@ -15,9 +15,14 @@ Names load lazily, so ``import reconciler`` (and ``reconcile --help``) stays che
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# A library logs, it does not print: without the application's own logging set-up, nothing
+# reaches stderr (the CLI configures handlers in reconciler.logs).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from reconciler.api import apply, load, plan

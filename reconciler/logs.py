@@ -94,11 +94,26 @@ class _JSONFormatter(logging.Formatter):
         return json.dumps(payload)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at each record, not the one at set-up time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure_logging(
     *, level: str = "warning", fmt: str = "text", stream: TextIO | None = None
 ) -> None:
     """Route the ``reconciler`` loggers to stderr (or ``stream``) at ``level``."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.addFilter(_RedactingFilter())
     if fmt == "json":
         handler.setFormatter(_JSONFormatter())

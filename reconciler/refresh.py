@@ -5,7 +5,8 @@ Accounts refresh concurrently, each through its own paced client, and fail on th
 (``transient``, ``systemic``, ``retry_after``) for whoever decides what to do next: ``plan``
 reports it, ``watch`` backs off on a transient one and stops on a terminal one. A systemic
 error (bad token, API unreachable) stops its account at the first request that shows it, with
-one line naming the account, instead of one line per form.
+one line naming the account, instead of one line per form: each account's first request is sent
+alone, so a bad token costs one request.
 """
 
 from __future__ import annotations
@@ -128,8 +129,12 @@ async def refresh(
                 done += 1
                 on_progress(done, total)
 
-            for form_id in forms:
-                tg.start_soon(fetch, form_id)
+            # The first request goes alone: if the account is unusable (bad token, API
+            # unreachable), it is the only one sent.
+            await fetch(forms[0])
+            if not any(e.systemic for e in errors):
+                for form_id in forms[1:]:
+                    tg.start_soon(fetch, form_id)
         if errors:
             failures.append(AccountFailure(account, tuple(errors)))
             for form_id in forms:
