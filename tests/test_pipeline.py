@@ -211,7 +211,8 @@ async def test_declining_approval_writes_nothing(h: Harness) -> None:
     with pytest.raises(PlanError, match="apply cancelled"):
         await apply(h.run(approve=no), h.desired(), ApplyOptions(records=h.records))
 
-    assert len(asked) == 1 and asked[0].has_changes
+    assert len(asked) == 1
+    assert asked[0].has_changes
     assert h.live() == before
     assert not h.state_path.exists()
     assert not h.records.exists()
@@ -267,7 +268,9 @@ async def test_a_systemic_failure_stops_its_account_and_the_other_account_goes_o
 
     assert not result.ok
     (failure,) = result.failures
-    assert failure.account == "eu" and failure.systemic and not failure.transient
+    assert failure.account == "eu"
+    assert failure.systemic
+    assert not failure.transient
     assert "account 'eu' stopped at its first request" in failure.message()
     assert [str(c.key) for c in result.plan.writes] == ["onbrd01/intake", "onbrd02/company"]
     assert [type(e) for e in h.events].count(AccountFailed) == 1
@@ -305,7 +308,8 @@ async def test_a_saved_plan_whose_actions_were_edited_is_refused_whole(h: Harnes
     with pytest.raises(StalePlanError, match="onbrd01/intake"):
         await apply(h.run(), h.desired(), h.options(), saved=tampered)
 
-    assert "onbrd01/intake" not in h.live() and "onbrd02/company" not in h.live()
+    assert "onbrd01/intake" not in h.live()
+    assert "onbrd02/company" not in h.live()
 
 
 async def test_a_saved_plan_applies_when_nothing_changed_and_then_nothing_is_left(
@@ -351,7 +355,8 @@ def test_the_python_api_applies_against_the_embedded_emulator_without_a_token(
         "manifests", api_url=f"emulator:{tmp_path / 'emu.json'}", auto_approve=True
     )
 
-    assert done.ok and [r.operation for r in done.rows] == [Operation.CREATE]
+    assert done.ok
+    assert [r.operation for r in done.rows] == [Operation.CREATE]
     assert (tmp_path / ".reconcile" / "state.json").exists()
     again = reconciler.sync.plan("manifests", api_url=f"emulator:{tmp_path / 'emu.json'}")
     assert not again.has_changes
@@ -405,7 +410,8 @@ def test_loopback_http_and_any_https_are_allowed(url: str) -> None:
 def test_an_api_url_with_user_info_is_refused_without_echoing_it(url: str) -> None:
     with pytest.raises(ConfigError, match="user name or password") as refused:
         default_resolver({"TYPEFORM_TOKEN": "t"})(Account("default"), url)
-    assert "pw-secret" not in str(refused.value) and ":p@" not in str(refused.value)
+    assert "pw-secret" not in str(refused.value)
+    assert ":p@" not in str(refused.value)
 
 
 def test_plan_over_plain_http_is_refused_by_the_cli_with_exit_1(
@@ -418,7 +424,8 @@ def test_plan_over_plain_http_is_refused_by_the_cli_with_exit_1(
         main(["plan", "manifests", "--api-url", "http://198.51.100.7"])
     out, err = capsys.readouterr()
     assert exited.value.code == 1
-    assert "plain http" in err and "tf-plain-http-token" not in out + err
+    assert "plain http" in err
+    assert "tf-plain-http-token" not in out + err
 
 
 def test_an_emulator_path_under_a_regular_file_is_a_clear_error(
@@ -431,4 +438,5 @@ def test_an_emulator_path_under_a_regular_file_is_a_clear_error(
         main(["plan", "manifests", "--api-url", "emulator:file/emu.json"])
     err = capsys.readouterr().err
     assert exited.value.code == 1, err
-    assert "emulator" in err and "Internal error" not in err
+    assert "emulator" in err
+    assert "Internal error" not in err
