@@ -19,6 +19,7 @@ from reconciler import __version__
 from reconciler.commands.apply import apply
 from reconciler.commands.emulator import emulator
 from reconciler.commands.plan import plan
+from reconciler.commands.signature import ping, verify_signature
 from reconciler.commands.unlock import unlock
 from reconciler.commands.validate import validate
 from reconciler.errors import Interrupted, ReconcileError
@@ -35,7 +36,7 @@ def cli() -> None:
     """Typeform webhooks as code: validate manifests, plan, apply, detect drift."""
 
 
-for command in (validate, plan, apply, emulator, unlock):
+for command in (validate, plan, apply, emulator, unlock, verify_signature, ping):
     cli.add_command(command)
 
 
