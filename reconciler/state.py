@@ -1,127 +1,182 @@
-"""The state file: which webhooks this tool applied, and the lock that serialises applies.
+"""The managed set, and the stores that keep it: which webhooks this tool applied.
 
-SPEC section 6 makes the state file the evidence of ownership: a live webhook recorded here as
-applied by this tool may be pruned (with ``--prune``); anything else that is not declared is
-unmanaged and never touched. So the file must never be half-written (writes go to a temp file in
-the same directory, are fsynced, then renamed over the old one), and *losing* it must only ever
-make the tool more careful: a missing file is an empty state, in which nothing is ours to prune.
+SPEC section 6 makes the state the evidence of ownership: a live webhook recorded here as applied
+by this tool may be pruned (with ``--prune``); anything else that is not declared is unmanaged and
+never touched. So a state must never be half-written, and *losing* it must only ever make the tool
+more careful: a missing state file is an empty state, in which nothing is ours to prune.
 
-Secrets are write-only in the Typeform API, so a secret change is detected by comparing the
-declared value with a salted, slow fingerprint (scrypt) of the value last applied. This module
-must never store, log or put into an exception message a secret value: the fingerprint is the
-only trace of it that leaves the process.
+A run talks to a ``StateStore`` (ARCHITECTURE.md: "a state store is an interface, not a path; the
+lock belongs to it"): ``FileStateStore`` is the JSON file of SPEC section 7, a PostgreSQL store
+comes later behind the same four methods. Every save increments the state's ``serial``, and the
+file store refuses to save over a file that another process wrote since this one read it.
 
-Locking (SPEC section 4: one ``apply`` / ``watch --heal`` per state file at a time):
+The state file (version 2), sorted by (account, form_id, tag) so that it diffs well in git::
 
-* ``<state>.lock`` carries the real mutual exclusion, an OS lock taken through ``filelock``
-  (``flock`` on POSIX). The kernel releases it when its process dies, however it dies.
-* ``<state>.lock.json`` says who holds it (pid, host, start time, command), so the second
-  process can name the holder. It is written right after the OS lock is taken and removed just
-  before it is released.
+    {"version": 2, "serial": 7, "fingerprint_salt": "<base64>",
+     "webhooks": [{"account": "default", "form_id": "u6nXL7", "tag": "crm",
+                   "webhook_id": "...", "applied_at": "2026-01-02T03:04:05Z",
+                   "applied": {"url": "...", "enabled": true, "verify_ssl": true,
+                               "event_types": {"form_response": true}},
+                   "source": "manifests/crm.yaml", "secret_fingerprint": "v2$...$..."}]}
 
-A lock is *stale* when its holder file remains but nobody holds the OS lock (the holder crashed;
-the next apply simply takes the lock over), or when the OS lock is held but its recorded holder
-ran on this host and that pid no longer exists (filelock's soft-lock fallback on filesystems
-without ``flock``, which the kernel does not clean up). A holder on another host cannot be
-checked: only ``reconcile unlock --force`` removes a lock that is held.
+``applied`` is the last-applied body in the API's field names, without the secret; a field it
+lacks is unknown. Version 1 files (``url`` instead of ``applied``, no serial, no salt) still load:
+their ``url`` becomes ``applied = {"url": url}`` and their ``scrypt$...`` fingerprints still
+verify (``reconciler.fingerprints``); the next save writes version 2.
+
+This module must never store, log or put into an exception message a secret value: ``applied``
+refuses a ``secret`` field, and the fingerprint is the only trace of a secret that is saved.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import re
-import secrets
-import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
+import secrets as _random
+import stat
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType, TracebackType
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
-import filelock
-
-from reconciler.errors import LockHeldError, StateError
-from reconciler.fileio import write_atomic
+from reconciler import fingerprints as _fingerprints
+from reconciler import lock as _lock
+from reconciler.errors import ConfigError, StateError
+from reconciler.fileio import resolve_symlinks, write_atomic
+from reconciler.fingerprints import valid_salt
+from reconciler.lock import ApplyLock, LockInfo
 from reconciler.models import WebhookKey
 
 __all__ = [
     "DEFAULT_STATE_PATH",
-    "FINGERPRINT_COST",
+    "MAX_STATE_BYTES",
     "STATE_VERSION",
+    "FileStateStore",
+    "ManagedWebhook",
+    "State",
+    "StateStore",
+    "load_state",
+    "open_state_store",
+    "save_state",
+]
+__all__ += [  # Compatibility: removed once callers import from lock/fingerprints.
+    "FINGERPRINT_COST",
     "ApplyLock",
     "FingerprintCache",
     "LockHolder",
+    "LockInfo",
     "LockInspection",
     "LockStatus",
-    "ManagedWebhook",
     "ScryptCost",
-    "State",
     "break_lock",
     "describe_holder",
     "fingerprint_secret",
     "holder_path",
     "inspect_lock",
-    "load_state",
     "lock_path",
     "pid_alive",
     "read_holder",
-    "save_state",
     "secret_matches",
 ]
 
-STATE_VERSION = 1
+# Compatibility: removed once callers import from lock/fingerprints.
+FINGERPRINT_COST = _fingerprints.FINGERPRINT_COST
+FingerprintCache = _fingerprints.FingerprintCache
+ScryptCost = _fingerprints.ScryptCost
+fingerprint_secret = _fingerprints.fingerprint_secret
+secret_matches = _fingerprints.secret_matches
+LockHolder = _lock.LockHolder
+LockInspection = _lock.LockInspection
+LockStatus = _lock.LockStatus
+break_lock = _lock.break_lock
+describe_holder = _lock.describe_holder
+holder_path = _lock.holder_path
+inspect_lock = _lock.inspect_lock
+lock_path = _lock.lock_path
+pid_alive = _lock.pid_alive
+read_holder = _lock.read_holder
+
+STATE_VERSION = 2
 DEFAULT_STATE_PATH = Path(".reconcile/state.json")
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+MAX_STATE_BYTES = 256 * 1024 * 1024
+"""A state file larger than this is refused unread: 1,000 webhooks take about 500 KB."""
 
 
 # --------------------------------------------------------------------------- the managed set
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class ManagedWebhook:
     """One webhook this tool applied: the evidence that it may later be pruned.
 
-    ``applied_at`` is ISO-8601 UTC with a ``Z``; ``url`` is the last applied URL (for reports);
-    ``secret_fingerprint`` is ``None`` when the webhook's secret is not managed.
+    ``applied_at`` is ISO-8601 UTC with a ``Z``. ``applied`` is the last-applied body (``url``,
+    ``enabled``, ``verify_ssl``, ``event_types``; never ``secret``), read-only, for drift causes;
+    ``None`` when unknown. ``source`` is the manifest file it came from, as given on the command
+    line. ``secret_fingerprint`` is ``None`` when the webhook's secret is not managed.
     """
 
     key: WebhookKey
     webhook_id: str
     applied_at: str
-    url: str | None = None
+    applied: Mapping[str, Any] | None = None
+    source: str | None = None
     secret_fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.applied is not None:
+            if not isinstance(self.applied, Mapping):
+                raise TypeError(f"ManagedWebhook.applied must be a mapping or None ({self.key})")
+            if "secret" in self.applied:
+                # The one place a secret could slip into the state file: refuse it outright.
+                raise ValueError(f"ManagedWebhook.applied must not hold a secret ({self.key})")
+            object.__setattr__(self, "applied", _freeze(self.applied))
+
+    @property
+    def url(self) -> str | None:
+        """The last applied URL, when known."""
+        url = self.applied.get("url") if self.applied is not None else None
+        return url if isinstance(url, str) else None
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.key.to_json(),
             "webhook_id": self.webhook_id,
-            "url": self.url,
             "applied_at": self.applied_at,
+            "applied": _thaw(self.applied),
+            "source": self.source,
             "secret_fingerprint": self.secret_fingerprint,
         }
 
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """The managed set. Immutable: ``with_applied`` and ``without`` return new states."""
+    """The managed set. Immutable: ``with_applied`` and ``without`` return new states, which keep
+    the ``serial`` this state was loaded with (the store's conflict check reads it) and the
+    ``fingerprint_salt`` (``reconciler.fingerprints``; ``None`` until a run creates one)."""
 
     webhooks: Mapping[WebhookKey, ManagedWebhook] = field(default_factory=dict)
+    serial: int = 0
+    fingerprint_salt: str | None = None
 
     def __post_init__(self) -> None:
         # A read-only copy: a State handed to the planner cannot change under it.
@@ -134,98 +189,193 @@ class State:
         return key in self.webhooks
 
     def with_applied(self, entry: ManagedWebhook) -> State:
-        return State({**self.webhooks, entry.key: entry})
+        return replace(self, webhooks={**self.webhooks, entry.key: entry})
 
     def without(self, key: WebhookKey) -> State:
         if key not in self.webhooks:
             return self
-        return State({k: v for k, v in self.webhooks.items() if k != key})
+        return replace(self, webhooks={k: v for k, v in self.webhooks.items() if k != key})
 
     def managed_keys(self, account: str | None = None) -> frozenset[WebhookKey]:
         return frozenset(k for k in self.webhooks if account is None or k.account == account)
 
     def to_json(self) -> dict[str, Any]:
-        """The file's content: sorted by (account, form_id, tag) so it diffs well in git."""
+        """The file's content (version 2), sorted by (account, form_id, tag)."""
         return {
             "version": STATE_VERSION,
+            "serial": self.serial,
+            "fingerprint_salt": self.fingerprint_salt,
             "webhooks": [self.webhooks[k].to_json() for k in sorted(self.webhooks)],
         }
 
 
-def load_state(path: Path) -> State:
-    """Read the state file; a missing file is an empty state (nothing is ours to prune)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return State()
-    except OSError as exc:
-        raise StateError(
-            f"cannot read state file {path}: {exc.strerror or exc}; "
-            "check its permissions, or pass another one with --state"
-        ) from exc
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise _invalid(path, "it is not UTF-8 text") from exc
-    except json.JSONDecodeError as exc:
-        raise _invalid(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}") from exc
-    return _parse_state(path, doc)
+# --------------------------------------------------------------------------- the store interface
 
 
-def _invalid(path: Path, what: str) -> StateError:
-    return StateError(
-        f"state file {path} is invalid ({what}); restore it from git or your CI artifact, "
-        "or move it aside: without a state file nothing is pruned and declared secrets are "
-        "set again on the next apply"
-    )
+@runtime_checkable
+class StateStore(Protocol):
+    """Where a run loads and saves its state, and the apply lock that guards it.
+
+    ``location`` names the store in messages (a file store: its path). ``save`` writes ``state``
+    with the next serial and returns what it wrote; it raises ``StateError`` on failure, leaving
+    the stored state as it was, and when another process saved since this store last loaded or
+    saved. ``lock`` is the exclusive apply lock (``LockHeldError`` naming the holder when busy
+    after ``timeout`` seconds). ``check_writable`` raises ``StateError`` when a save would
+    certainly fail; apply calls it before its first API write.
+    """
+
+    @property
+    def location(self) -> str: ...
+
+    def load(self) -> State: ...
+
+    def save(self, state: State) -> State: ...
+
+    def lock(self, *, command: str, timeout: float = 0) -> AbstractContextManager[LockInfo]: ...
+
+    def check_writable(self) -> None: ...
 
 
-def _parse_state(path: Path, doc: Any) -> State:
-    if not isinstance(doc, dict):
-        raise _invalid(path, "expected a JSON object")
-    version = doc.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise _invalid(path, f'"version" must be a positive integer, got {version!r}')
-    if version > STATE_VERSION:
-        raise StateError(
-            f"state file {path} was written by a newer typeform-reconciler (state version "
-            f"{version}; this one reads version {STATE_VERSION}): upgrade typeform-reconciler "
-            "before running it against this state file"
+_SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def open_state_store(spec: str | Path) -> StateStore:
+    """The store named by ``--state``: a path is a file store; a URL names another backend."""
+    if isinstance(spec, Path):
+        return FileStateStore(spec)
+    if not spec.strip():
+        raise ConfigError("--state: expected a file path, got an empty value")
+    scheme = _SCHEME.match(spec)
+    if scheme is None:
+        return FileStateStore(Path(spec))
+    # Never echo the URL itself: it may carry a database password.
+    name = scheme["scheme"].lower()
+    if name in ("postgresql", "postgres"):
+        raise ConfigError(
+            "--state postgresql://…: the PostgreSQL state store is not supported yet (it will "
+            "need the [postgres] extra); use a state file path for now"
         )
-    items = doc.get("webhooks", [])
-    if not isinstance(items, list):
-        raise _invalid(path, '"webhooks" must be a list')
-    entries: dict[WebhookKey, ManagedWebhook] = {}
-    for index, item in enumerate(items):
-        entry = _parse_entry(path, index, item)
-        if entry.key in entries:
-            raise _invalid(path, f"webhooks[{index}]: {entry.key} is listed twice")
-        entries[entry.key] = entry
-    return State(entries)
-
-
-def _parse_entry(path: Path, index: int, item: Any) -> ManagedWebhook:
-    where = f"webhooks[{index}]"
-    if not isinstance(item, dict):
-        raise _invalid(path, f"{where} must be an object")
-    required = ("account", "form_id", "tag", "webhook_id", "applied_at")
-    for name in required:
-        if not isinstance(item.get(name), str) or not item[name]:
-            raise _invalid(path, f"{where}.{name} must be a non-empty string")
-    for name in ("url", "secret_fingerprint"):
-        if item.get(name) is not None and not isinstance(item[name], str):
-            raise _invalid(path, f"{where}.{name} must be a string or null")
-    return ManagedWebhook(
-        key=WebhookKey(item["account"], item["form_id"], item["tag"]),
-        webhook_id=item["webhook_id"],
-        applied_at=item["applied_at"],
-        url=item.get("url"),
-        secret_fingerprint=item.get("secret_fingerprint"),
+    raise ConfigError(
+        f"--state {name}://…: unknown state backend {name!r}; give a file path "
+        "(or, later, postgresql://…)"
     )
+
+
+# --------------------------------------------------------------------------- the file store
+
+
+class FileStateStore:
+    """The state as a JSON file, written atomically (through a symlink to its target), and its
+    lock as ``<path>.lock`` + ``<path>.lock.json`` (``reconciler.lock``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # The serial and file identity last seen by this store (load or save): a save checks
+        # the file still is what this store last saw, which costs a stat, not a parse.
+        self._known_serial: int | None = None
+        self._known_identity: tuple[int, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"FileStateStore({str(self.path)!r})"
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def load(self) -> State:
+        """Read the state file; a missing file is an empty state (nothing is ours to prune)."""
+        identity = _identity(self.path)
+        state = _read(self.path)
+        self._known_serial, self._known_identity = state.serial, identity
+        return state
+
+    def save(self, state: State) -> State:
+        if self._known_serial is not None and _identity(self.path) == self._known_identity:
+            on_disk = self._known_serial
+        else:
+            on_disk = _read(self.path).serial
+        expected = self._known_serial if self._known_serial is not None else state.serial
+        if on_disk != expected:
+            raise StateError(
+                f"state file {self.path} changed under this run (serial {on_disk}, this run "
+                f"read serial {expected}): another process wrote it. Nothing more was saved; "
+                "run again to start from what it holds now"
+            )
+        written = replace(state, serial=on_disk + 1)
+        _write(self.path, written)
+        self._known_serial, self._known_identity = written.serial, _identity(self.path)
+        return written
+
+    def lock(self, *, command: str, timeout: float = 0) -> AbstractContextManager[LockInfo]:
+        return self._locked(command=command, timeout=timeout)
+
+    @contextlib.contextmanager
+    def _locked(self, *, command: str, timeout: float) -> Iterator[LockInfo]:
+        with ApplyLock(self.path, command=command, timeout=timeout) as held:
+            assert held.holder is not None
+            yield LockInfo(holder=held.holder, previous_holder=held.previous_holder)
+
+    def check_writable(self) -> None:
+        """Fail now, before any API write, when saving would certainly fail later."""
+        try:
+            target = resolve_symlinks(self.path)
+        except OSError as exc:
+            raise self._unwritable(exc.strerror or str(exc)) from exc
+        if target.is_dir():
+            raise self._unwritable(f"{target} is a directory")
+        directory = target.parent
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent  # created on the first save
+        if not directory.is_dir():
+            raise self._unwritable(f"{directory} is not a directory")
+        if directory != target.parent:
+            if not os.access(directory, os.W_OK | os.X_OK):
+                raise self._unwritable(f"cannot create directories in {directory}")
+            return
+        probe = directory / f".{target.name}.{_random.token_hex(6)}.probe"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise self._unwritable(f"cannot create files in {directory}: {exc.strerror}") from exc
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        with contextlib.suppress(OSError):
+            fs = os.statvfs(directory)
+            if fs.f_bavail == 0:
+                raise self._unwritable(f"no space left on the device of {directory}")
+
+    def _unwritable(self, why: str) -> StateError:
+        return StateError(
+            f"cannot write state file {self.path}: {why}; nothing was applied. "
+            "Fix it, or pass another one with --state"
+        )
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = path.stat()  # through a symlink: the target is what gets replaced
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def load_state(path: Path) -> State:
+    """Read a state file (a missing one is an empty state). Runs use a ``StateStore``."""
+    return _read(path)
 
 
 def save_state(path: Path, state: State) -> None:
-    """Write the state file atomically: readers see the old file or the new one, never half."""
+    """Write ``state`` as it is (its serial unchanged, no conflict check) atomically.
+
+    For tests and tools; runs save through a ``StateStore``, which counts serials."""
+    _write(path, state)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _write(path: Path, state: State) -> None:
     data = (json.dumps(state.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     try:
         write_atomic(path, data)
@@ -236,363 +386,147 @@ def save_state(path: Path, state: State) -> None:
         ) from exc
 
 
-# --------------------------------------------------------------------------- secret fingerprints
-
-
-@dataclass(frozen=True, slots=True)
-class ScryptCost:
-    """scrypt's work factors. Verification reads them from the fingerprint, so raising the
-    default later keeps every fingerprint already written verifiable."""
-
-    n: int = 2**14
-    r: int = 8
-    p: int = 1
-
-    def maxmem(self) -> int:
-        # What OpenSSL needs (128 * r * (n + p + 2) bytes), plus slack for its bookkeeping.
-        return 128 * self.r * (self.n + self.p + 2) + 1024 * 1024
-
-
-FINGERPRINT_COST = ScryptCost()
-"""The cost of new fingerprints: about 50 ms and 16 MiB each on a laptop core."""
-
-_MAX_SCRYPT_MEMORY = 64 * 1024 * 1024
-_SALT_BYTES = 16
-_HASH_BYTES = 32
-_FINGERPRINT_RE = re.compile(
-    r"scrypt\$n=(?P<n>[0-9]{1,8}),r=(?P<r>[0-9]{1,3}),p=(?P<p>[0-9]{1,3})"
-    r"\$(?P<salt>[A-Za-z0-9+/]{11,88})\$(?P<hash>[A-Za-z0-9+/]{22,88})"
-)
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-def _scrypt(secret: str, salt: bytes, cost: ScryptCost, length: int) -> bytes:
-    return hashlib.scrypt(
-        secret.encode("utf-8"),
-        salt=salt,
-        n=cost.n,
-        r=cost.r,
-        p=cost.p,
-        maxmem=cost.maxmem(),
-        dklen=length,
-    )
-
-
-def fingerprint_secret(
-    secret: str, *, salt: bytes | None = None, cost: ScryptCost = FINGERPRINT_COST
-) -> str:
-    """A salted, slow hash of ``secret``: ``scrypt$n=16384,r=8,p=1$<salt b64>$<hash b64>``.
-
-    It lets a later plan tell whether the declared secret changed without storing it; the slow
-    hash makes guessing a weak secret from a committed state file expensive.
-    """
-    salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
-    digest = _scrypt(secret, salt, cost, _HASH_BYTES)
-    return f"scrypt$n={cost.n},r={cost.r},p={cost.p}${_b64(salt)}${_b64(digest)}"
-
-
-def secret_matches(secret: str, fingerprint: str) -> bool:
-    """Whether ``fingerprint`` was made from ``secret``; ``False`` for a malformed fingerprint.
-
-    The work factors come from the fingerprint but are bounded, so a tampered state file cannot
-    make a plan allocate gigabytes.
-    """
-    match = _FINGERPRINT_RE.fullmatch(fingerprint)
-    if match is None:
-        return False
-    cost = ScryptCost(n=int(match["n"]), r=int(match["r"]), p=int(match["p"]))
-    if not (
-        cost.n >= 2
-        and cost.n & (cost.n - 1) == 0
-        and cost.r >= 1
-        and 1 <= cost.p <= 16
-        and 128 * cost.r * cost.n <= _MAX_SCRYPT_MEMORY
-    ):
-        return False
+def _read(path: Path) -> State:
     try:
-        salt = _unb64(match["salt"])
-        expected = _unb64(match["hash"])
-    except ValueError:
-        return False
-    if len(salt) < 8 or len(expected) < 16:
-        return False
-    return hmac.compare_digest(_scrypt(secret, salt, cost, len(expected)), expected)
-
-
-class FingerprintCache:
-    """Fingerprints and comparisons of one run, memoised per secret value.
-
-    A slow hash per webhook would make a plan of thousands of webhooks that share one secret
-    take minutes. Within a run, ``fingerprint`` returns one fingerprint per secret value (the one
-    a ``matches`` call already confirmed, if any, so re-applying an unchanged secret does not
-    churn the state file), and ``matches`` computes each (secret, fingerprint) pair once.
-    Entries are keyed by an HMAC of the secret under a per-instance random key: the cache never
-    holds the secret itself, and its keys are useless outside this process.
-    """
-
-    def __init__(self, *, cost: ScryptCost = FINGERPRINT_COST) -> None:
-        self._cost = cost
-        self._key = secrets.token_bytes(32)
-        self._fingerprints: dict[bytes, str] = {}
-        self._matches: dict[tuple[bytes, str], bool] = {}
-
-    def __repr__(self) -> str:
-        return f"FingerprintCache({len(self._fingerprints)} secrets)"
-
-    def _id(self, secret: str) -> bytes:
-        return hmac.new(self._key, secret.encode("utf-8"), hashlib.sha256).digest()
-
-    def fingerprint(self, secret: str) -> str:
-        ident = self._id(secret)
-        found = self._fingerprints.get(ident)
-        if found is None:
-            found = self._fingerprints[ident] = fingerprint_secret(secret, cost=self._cost)
-        return found
-
-    def matches(self, secret: str, fingerprint: str) -> bool:
-        ident = self._id(secret)
-        memo = self._matches.get((ident, fingerprint))
-        if memo is None:
-            memo = self._matches[(ident, fingerprint)] = secret_matches(secret, fingerprint)
-            if memo:
-                self._fingerprints.setdefault(ident, fingerprint)
-        return memo
-
-
-# --------------------------------------------------------------------------- the apply lock
-
-
-@dataclass(frozen=True, slots=True)
-class LockHolder:
-    """Who holds (or held) the apply lock of a state file."""
-
-    pid: int
-    host: str
-    started_at: str
-    command: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "host": self.host,
-            "started_at": self.started_at,
-            "command": self.command,
-        }
-
-
-def lock_path(state_path: Path) -> Path:
-    """The file whose OS lock is the real mutual exclusion."""
-    return Path(f"{state_path}.lock")
-
-
-def holder_path(state_path: Path) -> Path:
-    """The file naming the lock's holder."""
-    return Path(f"{state_path}.lock.json")
-
-
-def describe_holder(holder: LockHolder) -> str:
-    """``pid 123 on host h since T (reconcile apply)``: how every message names a holder."""
-    return (
-        f"pid {holder.pid} on host {holder.host} since {holder.started_at} "
-        f"(reconcile {holder.command})"
-    )
-
-
-def read_holder(state_path: Path) -> LockHolder | None:
-    """The recorded holder, or ``None`` when there is none (or the record is unreadable)."""
+        # O_NONBLOCK: a FIFO given as --state must not hang the run before we can refuse it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return State()
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
     try:
-        doc = json.loads(holder_path(state_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict):
-        return None
-    pid, host = doc.get("pid"), doc.get("host")
-    started_at, command = doc.get("started_at"), doc.get("command")
-    if not (
-        isinstance(pid, int)
-        and not isinstance(pid, bool)
-        and isinstance(host, str)
-        and isinstance(started_at, str)
-        and isinstance(command, str)
-    ):
-        return None
-    return LockHolder(pid=pid, host=host, started_at=started_at, command=command)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host (conservatively ``True`` if unsure)."""
-    if pid <= 0:
-        # kill(0) and kill(-n) address process groups, not a process.
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, it just belongs to someone else
-    except OSError:
-        return True
-    return True
-
-
-class LockStatus(StrEnum):
-    FREE = "free"
-    """Nobody holds the lock and nothing was left behind."""
-    HELD = "held"
-    """A process holds the OS lock, and its recorded holder is alive or cannot be checked."""
-    STALE = "stale"
-    """Left behind by a process that is gone: safe to remove."""
-
-
-@dataclass(frozen=True, slots=True)
-class LockInspection:
-    status: LockStatus
-    holder: LockHolder | None
-    os_lock_held: bool
-    holder_alive: bool | None
-    """``True``/``False`` for a holder on this host; ``None`` when it cannot be checked."""
-
-
-def _new_file_lock(path: Path) -> filelock.BaseFileLock:
-    # thread_local=False: the lock belongs to the ApplyLock object, whichever thread of an async
-    # apply happens to release it.
-    return filelock.FileLock(str(path), thread_local=False)
-
-
-def _os_lock_held(state_path: Path) -> bool:
-    path = lock_path(state_path)
-    if not path.exists():
-        return False
-    probe = _new_file_lock(path)
-    try:
-        probe.acquire(timeout=0)
-    except filelock.Timeout:
-        return True
-    probe.release()
-    return False
-
-
-def inspect_lock(
-    state_path: Path,
-    *,
-    hostname: str | None = None,
-    is_alive: Callable[[int], bool] = pid_alive,
-) -> LockInspection:
-    """Tell a held lock from a stale one (see the module docstring for the rules).
-
-    Probing takes the OS lock for an instant when it is free, so an apply starting at exactly
-    that moment would find the lock busy; it never blocks a running holder.
-    """
-    host = socket.gethostname() if hostname is None else hostname
-    holder = read_holder(state_path)
-    held = _os_lock_held(state_path)
-    alive = is_alive(holder.pid) if holder is not None and holder.host == host else None
-    if held:
-        status = LockStatus.STALE if alive is False else LockStatus.HELD
-    elif holder is not None or holder_path(state_path).exists():
-        status = LockStatus.STALE
-    else:
-        status = LockStatus.FREE
-    return LockInspection(status=status, holder=holder, os_lock_held=held, holder_alive=alive)
-
-
-def break_lock(state_path: Path) -> LockHolder | None:
-    """Remove the lock and its holder record unconditionally; returns the holder it named.
-
-    If the holder is in fact still running it keeps its OS lock on the removed file, and a new
-    apply would lock a new file: two applies could then run at once. Callers check first
-    (``inspect_lock``) unless the user said ``--force``.
-    """
-    holder = read_holder(state_path)
-    for path in (holder_path(state_path), lock_path(state_path)):
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise StateError(f"cannot remove {path}: {exc.strerror or exc}") from exc
-    return holder
-
-
-class ApplyLock:
-    """Exclusive right to apply against one state file, for the duration of a ``with`` block.
-
-    ``timeout`` is how long to wait for a busy lock (0: fail at once). A busy lock raises
-    ``LockHeldError`` naming its holder. ``previous_holder`` is set when the lock was taken over
-    from a holder that had crashed without releasing it, so the caller can mention it.
-    """
-
-    def __init__(
-        self,
-        state_path: Path,
-        *,
-        command: str = "apply",
-        timeout: float = 0,
-        clock: Clock = _utc_now,
-    ) -> None:
-        self.state_path = state_path
-        self.command = command
-        self.timeout = timeout
-        self._clock = clock
-        self._lock = _new_file_lock(lock_path(state_path))
-        self.holder: LockHolder | None = None
-        self.previous_holder: LockHolder | None = None
-
-    def __enter__(self) -> ApplyLock:
-        path = lock_path(self.state_path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock.acquire(timeout=self.timeout)
-        except filelock.Timeout:
-            raise LockHeldError(self._held_message()) from None
-        except OSError as exc:
-            raise StateError(f"cannot lock {path}: {exc.strerror or exc}") from exc
-        try:
-            self.previous_holder = read_holder(self.state_path)
-            holder = LockHolder(
-                pid=os.getpid(),
-                host=socket.gethostname(),
-                started_at=_timestamp(self._clock()),
-                command=self.command,
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise StateError(
+                f"cannot read state file {path}: it is {what}; pass a file with --state"
             )
-            data = (json.dumps(holder.to_json(), indent=2) + "\n").encode("utf-8")
-            write_atomic(holder_path(self.state_path), data)
-            self.holder = holder
-        except BaseException as exc:
-            self._lock.release()
-            if isinstance(exc, OSError):
-                raise StateError(
-                    f"cannot record the lock holder in {holder_path(self.state_path)}: "
-                    f"{exc.strerror or exc}"
-                ) from exc
-            raise
-        return self
+        if info.st_size > MAX_STATE_BYTES:
+            raise _invalid(path, f"it is larger than {MAX_STATE_BYTES // 2**20} MiB")
+        with os.fdopen(fd, "rb") as stream:
+            fd = -1  # the stream owns it now
+            raw = stream.read(MAX_STATE_BYTES + 1)
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(raw) > MAX_STATE_BYTES:  # it grew while we read it
+        raise _invalid(path, f"it is larger than {MAX_STATE_BYTES // 2**20} MiB")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _invalid(path, "it is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise _invalid(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise _invalid(path, "its JSON is nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise _invalid(path, "it holds a number too large to read") from exc
+    return _parse_state(path, doc)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            # Remove the record only if it is still ours: after `unlock --force` another
-            # process may have taken the lock and written its own.
-            if self.holder is not None and read_holder(self.state_path) == self.holder:
-                with contextlib.suppress(OSError):
-                    holder_path(self.state_path).unlink()
-        finally:
-            self.holder = None
-            self._lock.release()
 
-    def _held_message(self) -> str:
-        holder = read_holder(self.state_path)
-        who = describe_holder(holder) if holder else "another process (it has not said which)"
-        return (
-            f"state file {self.state_path} is locked by {who}; "
-            "if that process is gone, run `reconcile unlock`"
+def _unreadable(path: Path, exc: OSError) -> StateError:
+    return StateError(
+        f"cannot read state file {path}: {exc.strerror or exc}; "
+        "check its permissions, or pass another one with --state"
+    )
+
+
+def _invalid(path: Path, what: str) -> StateError:
+    return StateError(
+        f"state file {path} is invalid ({what}); restore it from git or your CI artifact, "
+        "or move it aside: without a state file nothing is pruned and declared secrets are "
+        "set again on the next apply"
+    )
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_state(path: Path, doc: Any) -> State:
+    if not isinstance(doc, dict):
+        raise _invalid(path, "expected a JSON object")
+    version = doc.get("version")
+    if not _is_int(version) or version < 1:
+        raise _invalid(path, f'"version" must be a positive integer, got {_show(version)}')
+    if version > STATE_VERSION:
+        raise StateError(
+            f"state file {path} was written by a newer typeform-reconciler (state version "
+            f"{version}; this one reads versions up to {STATE_VERSION}): upgrade "
+            "typeform-reconciler before running it against this state file"
         )
+    serial, salt = 0, None
+    if version >= 2:
+        given = doc.get("serial")
+        if not _is_int(given) or given < 0:
+            raise _invalid(path, f'"serial" must be a non-negative integer, got {_show(given)}')
+        serial = given
+        salt = doc.get("fingerprint_salt")
+        if salt is not None and not (isinstance(salt, str) and valid_salt(salt)):
+            raise _invalid(path, '"fingerprint_salt" must be base64 of 16 to 64 bytes, or null')
+    items = doc.get("webhooks", [])
+    if not isinstance(items, list):
+        raise _invalid(path, '"webhooks" must be a list')
+    entries: dict[WebhookKey, ManagedWebhook] = {}
+    for index, item in enumerate(items):
+        entry = _parse_entry(path, version, index, item)
+        if entry.key in entries:
+            raise _invalid(path, f"webhooks[{index}]: {entry.key} is listed twice")
+        entries[entry.key] = entry
+    return State(entries, serial=serial, fingerprint_salt=salt)
+
+
+def _show(value: Any) -> str:
+    """A value for a message, cut short: a hostile file must not make a huge error line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _parse_entry(path: Path, version: int, index: int, item: Any) -> ManagedWebhook:
+    where = f"webhooks[{index}]"
+    if not isinstance(item, dict):
+        raise _invalid(path, f"{where} must be an object")
+    for name in ("account", "form_id", "tag", "webhook_id", "applied_at"):
+        if not isinstance(item.get(name), str) or not item[name]:
+            raise _invalid(path, f"{where}.{name} must be a non-empty string")
+    optional = ("url", "secret_fingerprint") if version == 1 else ("source", "secret_fingerprint")
+    for name in optional:
+        if item.get(name) is not None and not isinstance(item[name], str):
+            raise _invalid(path, f"{where}.{name} must be a string or null")
+    if version == 1:
+        applied = {"url": item["url"]} if item.get("url") is not None else None
+    else:
+        applied = _parse_applied(path, where, item.get("applied"))
+    return ManagedWebhook(
+        key=WebhookKey(item["account"], item["form_id"], item["tag"]),
+        webhook_id=item["webhook_id"],
+        applied_at=item["applied_at"],
+        applied=applied,
+        source=item.get("source"),
+        secret_fingerprint=item.get("secret_fingerprint"),
+    )
+
+
+def _parse_applied(path: Path, where: str, applied: Any) -> dict[str, Any] | None:
+    if applied is None:
+        return None
+    where = f"{where}.applied"
+    if not isinstance(applied, dict):
+        raise _invalid(path, f"{where} must be an object or null")
+    if "secret" in applied:
+        raise _invalid(path, f"{where} must not hold a secret")
+    if "url" in applied and not isinstance(applied["url"], str):
+        raise _invalid(path, f"{where}.url must be a string")
+    for name in ("enabled", "verify_ssl"):
+        if name in applied and not isinstance(applied[name], bool):
+            raise _invalid(path, f"{where}.{name} must be true or false")
+    if "event_types" in applied:
+        events = applied["event_types"]
+        if not isinstance(events, dict):
+            raise _invalid(path, f"{where}.event_types must be an object")
+        for name, value in events.items():
+            if not isinstance(value, bool):
+                raise _invalid(path, f"{where}.event_types.{_show(name)} must be true or false")
+    return applied
