@@ -25,6 +25,7 @@ from pathlib import Path
 
 import anyio
 
+from reconciler.credentials import secret_dirs_from
 from reconciler.errors import ConfigError
 from reconciler.events import EventSink, ignore
 from reconciler.manifests import load_desired
@@ -93,6 +94,7 @@ def _run(
     environ: Mapping[str, str] | None,
     events: EventSink | None,
     approve: Approve | None,
+    secret_dirs: Iterable[str | os.PathLike[str]] = (),
 ) -> Run:
     env = dict(os.environ) if environ is None else dict(environ)
     spec = state if state is not None else env.get("RECONCILE_STATE", DEFAULT_STATE)
@@ -103,6 +105,7 @@ def _run(
             rate=rate,
             request_timeout=request_timeout,
             lock_timeout=lock_timeout,
+            secret_dirs=secret_dirs_from(env, [Path(d) for d in secret_dirs]),
         ),
         environ=env,
         events=events or ignore,
@@ -121,6 +124,7 @@ async def plan(
     rate: float | None = None,
     out: str | os.PathLike[str] | None = None,
     request_timeout: float = 30.0,
+    secret_dirs: Iterable[str | os.PathLike[str]] = (),
     environ: Mapping[str, str] | None = None,
     events: EventSink | None = None,
 ) -> PlanResult:
@@ -139,6 +143,7 @@ async def plan(
         environ=environ,
         events=events,
         approve=None,
+        secret_dirs=secret_dirs,
     )
     result = await run_plan(
         run,
@@ -170,6 +175,7 @@ async def apply(
     rate: float | None = None,
     request_timeout: float = 30.0,
     lock_timeout: float = 0.0,
+    secret_dirs: Iterable[str | os.PathLike[str]] = (),
     environ: Mapping[str, str] | None = None,
     events: EventSink | None = None,
 ) -> ApplyResult:
@@ -197,6 +203,7 @@ async def apply(
         environ=environ,
         events=events,
         approve=approve,
+        secret_dirs=secret_dirs,
     )
     return await run_apply(
         run,

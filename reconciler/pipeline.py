@@ -104,6 +104,8 @@ class Settings:
     request_timeout: float = 30.0
     concurrency: int = 4
     lock_timeout: float = 0.0
+    secret_dirs: tuple[Path, ...] = ()
+    """Directories ``{file:}`` secrets may be read from besides the manifest tree."""
 
 
 @dataclass(kw_only=True)
@@ -201,7 +203,7 @@ async def open_clients(
     run: Run, desired: DesiredState, accounts: Sequence[str], *, read_only: bool
 ) -> AsyncIterator[dict[str, TypeformClient]]:
     """One paced client per account, reached through ``run.endpoints``; closed on exit."""
-    resolve = run.endpoints or default_resolver(run.environ)
+    resolve = run.endpoints or default_resolver(run.environ, run.settings.secret_dirs)
     async with AsyncExitStack() as stack:
         clients: dict[str, TypeformClient] = {}
         for name in accounts:
@@ -258,7 +260,9 @@ def resolve_secrets(
         if not in_targets(hook.key, targets) or (accounts and hook.key.account not in accounts):
             continue
         try:
-            values[hook.key] = resolve_secret(hook.secret, environ=run.environ)
+            values[hook.key] = resolve_secret(
+                hook.secret, environ=run.environ, secret_dirs=run.settings.secret_dirs
+            )
         except SecretResolutionError as exc:
             where = f"{hook.location}: " if hook.location else ""
             problems.append(f"{where}{exc}")

@@ -20,6 +20,7 @@ from reconciler.models import (
     Action,
     Change,
     Location,
+    Operation,
     Plan,
     Reason,
     SecretRef,
@@ -30,6 +31,7 @@ from reconciler.models import (
 __all__ = [
     "FORMAT_VERSION",
     "MARKDOWN_LIMIT",
+    "apply_summary_line",
     "plan_summary_line",
     "plan_to_json",
     "reason_text",
@@ -249,6 +251,20 @@ def render_plan_text(doc: Mapping[str, Any], *, show_noop: bool = False) -> Text
         out.append("\n")
     out.append(plan_summary_line(doc) + "\n", style="bold")
     return out
+
+
+def apply_summary_line(doc: Mapping[str, Any]) -> str:
+    """``Apply complete: 1 created, 2 adopted, 0 failed.`` from an apply result's JSON."""
+    counts: dict[str, int] = {}
+    for row in doc["outcomes"]:
+        if row["success"]:
+            counts[row["operation"]] = counts.get(row["operation"], 0) + 1
+    if doc["adopted"]:
+        counts[Operation.ADOPT.value] = len(doc["adopted"])
+    done = ", ".join(f"{n} {Operation(op).past}" for op, n in sorted(counts.items()))
+    failed = sum(1 for row in doc["outcomes"] if not row["success"])
+    state = "complete" if not failed else "finished with errors"
+    return f"Apply {state}: {done or 'nothing written'}, {failed} failed."
 
 
 # --------------------------------------------------------------------------- markdown

@@ -14,8 +14,9 @@ token is never sent over plain ``http://`` except to a loopback address.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -115,11 +116,13 @@ def _open_emulator(account: Account, api_url: str) -> tuple[str, httpx.AsyncBase
     return emulated.base_url, emulated.transport
 
 
-def default_resolver(environ: Mapping[str, str]) -> EndpointResolver:
+def default_resolver(
+    environ: Mapping[str, str], secret_dirs: Sequence[Path] = ()
+) -> EndpointResolver:
     """Real HTTP for https URLs (and loopback http), the in-process emulator for ``emulator:``."""
 
     def resolve(account: Account, api_url: str) -> Endpoint:
-        token = resolve_token(account, environ=environ)
+        token = resolve_token(account, environ=environ, secret_dirs=secret_dirs)
         if api_url.startswith(_EMULATOR_SCHEME):
             base_url, transport = _open_emulator(account, api_url)
             return Endpoint(account.name, api_url, base_url, token or EMULATOR_TOKEN, transport)

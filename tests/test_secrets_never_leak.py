@@ -153,8 +153,11 @@ def assert_nothing_leaked(reconcile: Session, root: Path) -> None:
 
 
 @pytest.fixture
-def vault(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("vault")
+def vault(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A secrets directory outside the manifest tree, allowed as a container's /run/secrets is."""
+    path = tmp_path_factory.mktemp("vault")
+    monkeypatch.setenv("RECONCILE_SECRET_DIRS", str(path))
+    return path
 
 
 @pytest.fixture

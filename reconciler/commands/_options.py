@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from reconciler.planner import DEFAULT_MAX_DELETES
+from reconciler.records import DEFAULT_RECORDS_PATH
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,3 +65,102 @@ DEFAULT_PATHS = ("manifests/",)
 
 def resolve_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
     return paths or DEFAULT_PATHS
+
+
+DEFAULT_STATE = ".reconcile/state.json"
+
+
+def api_options(f: F) -> F:
+    """Where to reconcile and what: --api-url, --rate, --state, --target, --account, timeouts."""
+    f = click.option(
+        "--request-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Fail a request that hears nothing for this long.",
+    )(f)
+    f = click.option(
+        "--secret-dir",
+        "secret_dirs",
+        multiple=True,
+        metavar="DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Also read {file:} secrets from this directory (repeatable; env "
+        "RECONCILE_SECRET_DIRS). By default only files inside the manifest tree are read.",
+    )(f)
+    f = click.option(
+        "--account",
+        "accounts",
+        multiple=True,
+        metavar="NAME",
+        help="Limit the run to an account (repeatable).",
+    )(f)
+    f = click.option(
+        "--target",
+        "targets",
+        multiple=True,
+        metavar="[ACCOUNT:]FORM_ID[/TAG]",
+        help="Limit the run to a form, or one webhook of it (repeatable).",
+    )(f)
+    f = click.option(
+        "--state",
+        "state_spec",
+        envvar="RECONCILE_STATE",
+        default=DEFAULT_STATE,
+        show_default=True,
+        metavar="PATH",
+        help="State file (env RECONCILE_STATE).",
+    )(f)
+    f = click.option(
+        "--rate",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Requests per second per account (overrides every account; Typeform allows 2).",
+    )(f)
+    return click.option(
+        "--api-url",
+        default=None,
+        metavar="URL",
+        help="API base URL of the default account; 'emulator:[PATH]' runs the built-in emulator.",
+    )(f)
+
+
+def write_options(f: F) -> F:
+    """The guards of every command that writes (apply, and watch --heal)."""
+    for option in reversed(_WRITE_OPTIONS):
+        f = option(f)
+    return f
+
+
+_WRITE_OPTIONS = [
+    click.option(
+        "--prune", is_flag=True, help="Delete webhooks the tool owns but no manifest declares."
+    ),
+    click.option(
+        "--max-deletes",
+        type=click.IntRange(min=0),
+        default=DEFAULT_MAX_DELETES,
+        show_default=True,
+        help="Refuse plans with more deletions.",
+    ),
+    click.option(
+        "--allow-empty", is_flag=True, help="Allow deleting every managed webhook of an account."
+    ),
+    click.option("--atomic", is_flag=True, help="Revert the writes already made when one fails."),
+    click.option(
+        "--records",
+        "records_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=DEFAULT_RECORDS_PATH,
+        show_default=True,
+        help="Operation records (JSONL, appended).",
+    ),
+    click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        metavar="SECONDS",
+        help="Wait this long for another apply's lock instead of failing at once.",
+    ),
+]

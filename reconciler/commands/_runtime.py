@@ -7,18 +7,20 @@ holds a secret: tokens and secrets are resolved inside the pipeline.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TextIO, TypeVar
 
 import anyio
 import click
 from rich.console import Console
 
+from reconciler.commands._options import OutputFormat
 from reconciler.errors import Interrupted
 from reconciler.events import (
     AccountFailed,
@@ -31,60 +33,12 @@ from reconciler.events import (
 )
 from reconciler.logs import configure_logging
 from reconciler.models import Operation, Plan
+from reconciler.render import plan_to_json, render_plan_markdown, render_plan_text
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
-DEFAULT_STATE = ".reconcile/state.json"
 PROGRESS_AFTER = 2.0
 """A refresh still running after this many seconds shows a progress bar (on a terminal)."""
-
-
-def api_options(f: F) -> F:
-    """Where to reconcile and what: --api-url, --rate, --state, --target, --account, timeouts."""
-    f = click.option(
-        "--request-timeout",
-        type=click.FloatRange(min=0, min_open=True),
-        default=30.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="Fail a request that hears nothing for this long.",
-    )(f)
-    f = click.option(
-        "--account",
-        "accounts",
-        multiple=True,
-        metavar="NAME",
-        help="Limit the run to an account (repeatable).",
-    )(f)
-    f = click.option(
-        "--target",
-        "targets",
-        multiple=True,
-        metavar="[ACCOUNT:]FORM_ID[/TAG]",
-        help="Limit the run to a form, or one webhook of it (repeatable).",
-    )(f)
-    f = click.option(
-        "--state",
-        "state_spec",
-        envvar="RECONCILE_STATE",
-        default=DEFAULT_STATE,
-        show_default=True,
-        metavar="PATH",
-        help="State file (env RECONCILE_STATE).",
-    )(f)
-    f = click.option(
-        "--rate",
-        type=click.FloatRange(min=0, min_open=True),
-        default=None,
-        help="Requests per second per account (overrides every account; Typeform allows 2).",
-    )(f)
-    return click.option(
-        "--api-url",
-        default=None,
-        metavar="URL",
-        help="API base URL of the default account; 'emulator:[PATH]' runs the built-in emulator.",
-    )(f)
 
 
 def setup_logging(log_level: str, log_format: str) -> None:
@@ -104,6 +58,18 @@ def make_console(*, no_color: bool, stream: TextIO | None = None) -> Console:
 
 def environ() -> dict[str, str]:
     return dict(os.environ)
+
+
+def print_plan(plan: Plan, *, output_format: str, no_color: bool, to_stderr: bool = False) -> None:
+    doc = plan_to_json(plan)
+    if output_format == OutputFormat.JSON:
+        click.echo(json.dumps(doc, indent=2))
+    elif output_format == OutputFormat.MARKDOWN:
+        click.echo(render_plan_markdown(doc), err=to_stderr)
+    else:
+        stream = sys.stderr if to_stderr else None
+        console = make_console(no_color=no_color, stream=stream)
+        console.print(render_plan_text(doc), end="")
 
 
 # --------------------------------------------------------------------------- events

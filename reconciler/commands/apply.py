@@ -9,43 +9,30 @@ import click
 
 from reconciler.commands._options import (
     OutputFormat,
+    api_options,
     color_option,
     format_option,
     logging_options,
     paths_argument,
     resolve_paths,
+    write_options,
 )
 from reconciler.commands._runtime import (
     CliEvents,
-    api_options,
     ask_approval,
     environ,
+    print_plan,
     run_async,
     setup_logging,
 )
-from reconciler.commands.plan import print_plan
+from reconciler.credentials import secret_dirs_from
 from reconciler.errors import ApplyError, ConfigError
 from reconciler.manifests import load_desired
-from reconciler.models import Operation
 from reconciler.pipeline import ApplyOptions, ApplyResult, Run, Settings
 from reconciler.pipeline import apply as run_apply
 from reconciler.planfile import read_plan
-from reconciler.planner import DEFAULT_MAX_DELETES
-from reconciler.records import DEFAULT_RECORDS_PATH
+from reconciler.render import apply_summary_line
 from reconciler.state import open_state_store
-
-
-def summary(result: ApplyResult) -> str:
-    counts: dict[Operation, int] = {}
-    for row in result.rows:
-        if row.success:
-            counts[row.operation] = counts.get(row.operation, 0) + 1
-    if result.adopted:
-        counts[Operation.ADOPT] = len(result.adopted)
-    done = ", ".join(f"{n} {op.past}" for op, n in sorted(counts.items())) or "nothing written"
-    failed = len(result.failed)
-    state = "complete" if not failed else "finished with errors"
-    return f"Apply {state}: {done}, {failed} failed."
 
 
 @click.command(
@@ -65,35 +52,7 @@ Example:
     help="Execute a plan saved by `plan --out` (refused if it no longer matches).",
 )
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--prune", is_flag=True, help="Delete webhooks the tool owns but no manifest declares."
-)
-@click.option(
-    "--max-deletes",
-    type=click.IntRange(min=0),
-    default=DEFAULT_MAX_DELETES,
-    show_default=True,
-    help="Refuse plans with more deletions.",
-)
-@click.option(
-    "--allow-empty", is_flag=True, help="Allow deleting every managed webhook of an account."
-)
-@click.option("--atomic", is_flag=True, help="Revert the writes already made when one fails.")
-@click.option(
-    "--records",
-    "records_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_RECORDS_PATH,
-    show_default=True,
-    help="Operation records (JSONL, appended).",
-)
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    metavar="SECONDS",
-    help="Wait this long for another apply's lock instead of failing at once.",
-)
+@write_options
 @format_option
 @color_option
 @logging_options
@@ -104,6 +63,7 @@ def apply(
     state_spec: str,
     targets: tuple[str, ...],
     accounts: tuple[str, ...],
+    secret_dirs: tuple[Path, ...],
     request_timeout: float,
     plan_file: Path | None,
     auto_approve: bool,
@@ -144,7 +104,11 @@ def apply(
     run = Run(
         store=open_state_store(state_spec),
         settings=Settings(
-            api_url=api_url, rate=rate, request_timeout=request_timeout, lock_timeout=lock_timeout
+            api_url=api_url,
+            rate=rate,
+            request_timeout=request_timeout,
+            lock_timeout=lock_timeout,
+            secret_dirs=secret_dirs_from(setup_env, secret_dirs),
         ),
         environ=setup_env,
         events=CliEvents(
@@ -172,9 +136,8 @@ def apply(
         extra = f" {len(result.adopted)} adopted." if result.adopted else ""
         click.echo(f"\nNothing to apply.{extra}", err=human_err)
     else:
-        click.echo(
-            f"\n{summary(result)} Records: {records_path} (run {result.run_id}).", err=human_err
-        )
+        line = apply_summary_line(result.to_json())
+        click.echo(f"\n{line} Records: {records_path} (run {result.run_id}).", err=human_err)
     if result.failed:
         raise ApplyError(
             f"{len(result.failed)} write(s) failed; the others were applied"

@@ -2,51 +2,30 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import click
 
 from reconciler.commands._options import (
     OutputFormat,
+    api_options,
     color_option,
     format_option,
     logging_options,
     paths_argument,
     resolve_paths,
 )
-from reconciler.commands._runtime import (
-    CliEvents,
-    api_options,
-    environ,
-    make_console,
-    run_async,
-    setup_logging,
-)
+from reconciler.commands._runtime import CliEvents, environ, print_plan, run_async, setup_logging
+from reconciler.credentials import secret_dirs_from
 from reconciler.errors import ReconcileError
 from reconciler.manifests import load_desired
-from reconciler.models import Plan
 from reconciler.pipeline import PlanResult, Run, Settings
 from reconciler.pipeline import plan as make_plan
 from reconciler.planfile import write_plan
 from reconciler.planner import PlanOptions
-from reconciler.render import plan_to_json, render_plan_markdown, render_plan_text
 from reconciler.state import open_state_store
 
 EXIT_CHANGES = 2
-
-
-def print_plan(plan: Plan, *, output_format: str, no_color: bool, to_stderr: bool = False) -> None:
-    doc = plan_to_json(plan)
-    if output_format == OutputFormat.JSON:
-        click.echo(json.dumps(doc, indent=2))
-    elif output_format == OutputFormat.MARKDOWN:
-        click.echo(render_plan_markdown(doc), err=to_stderr)
-    else:
-        stream = sys.stderr if to_stderr else None
-        console = make_console(no_color=no_color, stream=stream)
-        console.print(render_plan_text(doc), end="")
 
 
 @click.command(
@@ -78,6 +57,7 @@ def plan(
     state_spec: str,
     targets: tuple[str, ...],
     accounts: tuple[str, ...],
+    secret_dirs: tuple[Path, ...],
     request_timeout: float,
     out: Path | None,
     prune: bool,
@@ -98,7 +78,12 @@ def plan(
     desired = load_desired(resolve_paths(paths), environ=env)
     run = Run(
         store=open_state_store(state_spec),
-        settings=Settings(api_url=api_url, rate=rate, request_timeout=request_timeout),
+        settings=Settings(
+            api_url=api_url,
+            rate=rate,
+            request_timeout=request_timeout,
+            secret_dirs=secret_dirs_from(env, secret_dirs),
+        ),
         environ=env,
         events=CliEvents(),
     )
