@@ -504,6 +504,12 @@ def _read_file(path: Path, diagnostics: list[Diagnostic], *, root: str = ".") ->
             doc = _Doc(file=file, base_dir=base_dir, value=None, root=root)
             doc.value = _Converter(doc, diagnostics, budget).convert(node, ())
             docs.append(doc)
+            if budget.reported:
+                # Over a limit: that one line is the file's report, its documents are not
+                # checked (an alias bomb's other documents would only add noise).
+                for done in docs:
+                    done.broken = done.limited = True
+                return docs
     except yaml.MarkedYAMLError as exc:
         if exc.problem == "exceeded maximum nesting depth":  # libyaml's own limit (1000)
             diagnostics.append(_prescan(file, text) or _too_deep(file, exc.problem_mark))
