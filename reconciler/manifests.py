@@ -512,7 +512,10 @@ def _read_file(path: Path, diagnostics: list[Diagnostic], *, root: str = ".") ->
                 return docs
     except yaml.MarkedYAMLError as exc:
         if exc.problem == "exceeded maximum nesting depth":  # libyaml's own limit (1000)
-            diagnostics.append(_prescan(file, text) or _too_deep(file, exc.problem_mark))
+            # libyaml's scanner can hit it before yielding any event (flow keys look ahead):
+            # the Python parser has no such limit and finds level 65 itself.
+            problem = _prescan(file, text, loader=yaml.SafeLoader)
+            diagnostics.append(problem or _too_deep(file, exc.problem_mark))
             return docs
         where = exc.problem_mark or exc.context_mark
         message = f"YAML syntax error: {exc.problem or exc.context or 'cannot parse'}"
@@ -525,7 +528,7 @@ def _read_file(path: Path, diagnostics: list[Diagnostic], *, root: str = ".") ->
         diagnostics.append(Diagnostic(loc, f"not valid YAML text: {exc.reason}"))
         return docs
     except RecursionError:  # the pure-Python composer, where libyaml is missing
-        diagnostics.append(_prescan(file, text) or _too_deep(file, None))
+        diagnostics.append(_prescan(file, text, loader=yaml.SafeLoader) or _too_deep(file, None))
         return docs
     if not docs:
         diagnostics.append(
@@ -552,7 +555,9 @@ def _too_many(file: str, mark: Any) -> Diagnostic:
 _NODE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.CollectionStartEvent)
 
 
-def _prescan(file: str, text: str) -> Diagnostic | None:
+def _prescan(
+    file: str, text: str, *, loader: type[yaml.SafeLoader] = _YAML_LOADER
+) -> Diagnostic | None:
     """The first node over the nesting or node limit, found from parser events alone.
 
     Events are streamed and dropped, so this costs little memory whatever the file holds. A
@@ -561,7 +566,7 @@ def _prescan(file: str, text: str) -> Diagnostic | None:
     depth = 0
     nodes = 0
     try:
-        for event in yaml.parse(text, Loader=_YAML_LOADER):
+        for event in yaml.parse(text, Loader=loader):
             if isinstance(event, _NODE_EVENTS):
                 nodes += 1
                 if nodes > MAX_NODES:

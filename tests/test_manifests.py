@@ -406,3 +406,83 @@ def test_a_rate_limit_that_is_not_a_finite_number_is_an_error(tmp_path: Path) ->
     assert [(e.location, e.message) for e in check([file]).errors] == [
         (Location(str(file), 7, 15), "spec.rate_limit: must be a finite number")
     ]
+
+
+# --------------------------------------------------------------------------- limits, secrets
+
+
+@pytest.mark.parametrize("levels", [65, 900, 5000])
+def test_nesting_past_64_levels_is_one_located_error_never_a_recursion_error(
+    tmp_path: Path, levels: int
+) -> None:
+    file = _write(tmp_path / "deep.yaml", "[" * levels + "]" * levels + "\n")
+    assert [(e.location, e.message) for e in check([file]).errors] == [
+        (Location(str(file), 1, 65), "nested deeper than 64 levels, the limit for a manifest")
+    ]
+
+
+def test_64_levels_of_nesting_are_still_read(tmp_path: Path) -> None:
+    file = _write(tmp_path / "deep.yaml", "[" * 64 + "]" * 64 + "\n")
+    messages = [e.message for e in check([file]).errors]
+    assert not any("nested deeper" in m for m in messages)
+
+
+def test_text_beyond_ascii_is_judged_by_the_python_regex_dialect(tmp_path: Path) -> None:
+    # U+001C is whitespace to Python's \s, not to the compiled validator's: the URL pattern
+    # must reject it exactly as without the fast path.
+    file = _write(
+        tmp_path / "a.yaml",
+        _set("a", '    - {form_id: f, tag: t, url: "https://a\\x1cb.example/"}\n'),
+    )
+    [error] = check([file]).errors
+    assert error.message.startswith("spec.webhooks[0].url: ")
+    assert "does not match" in error.message
+
+
+def test_a_webhook_secret_may_not_name_any_account_token_variable(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "acc.yaml",
+        "apiVersion: reconciler/v1\nkind: Account\nmetadata: {name: eu}\nspec:\n"
+        "  api_url: https://api.eu.typeform.com\n  token: {env: EU_TOKEN}\n",
+    )
+    file = _write(
+        tmp_path / "a.yaml",
+        _set(
+            "a",
+            "    - {form_id: f, tag: t1, url: 'https://x.example/', secret: {env: EU_TOKEN}}\n"
+            "    - {form_id: f, tag: t2, state: absent, secret: {env: TYPEFORM_TOKEN}}\n"
+            "    - {form_id: f, tag: t3, url: 'https://x.example/', secret: {env: HOOK}}\n",
+        ),
+    )
+    errors = check([tmp_path]).errors
+    assert [(e.location, e.message.split(";")[0]) for e in errors] == [
+        (
+            Location(str(file), 6, 64),
+            "spec.webhooks[0].secret: {env: EU_TOKEN} is the API token variable of account 'eu'",
+        ),
+        (
+            Location(str(file), 7, 52),
+            "spec.webhooks[1].secret: {env: TYPEFORM_TOKEN} is the API token variable of "
+            "account 'default'",
+        ),
+    ]
+
+
+def test_a_secret_file_escaping_the_tree_is_allowed_only_under_a_secret_dir(
+    tmp_path: Path,
+) -> None:
+    tree = tmp_path / "manifests"
+    file = _write(
+        tree / "a.yaml",
+        _set(
+            "a",
+            "    - {form_id: f, tag: t, url: 'https://x.example/', secret: {file: ../s/hook}}\n",
+        ),
+    )
+    [error] = check([tree], environ={}).errors
+    assert error.location == Location(str(file), 6, 63)
+    assert error.message.startswith(
+        f"spec.webhooks[0].secret: {{file: ../s/hook}} is outside the manifest tree ({tree})"
+    )
+    assert check([tree], secret_dirs=[tmp_path / "s"]).valid
+    assert check([tree], environ={"RECONCILE_SECRET_DIRS": str(tmp_path / "s")}).valid

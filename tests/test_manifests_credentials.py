@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from reconciler.credentials import resolve_secret, resolve_token
+from reconciler.credentials import (
+    MAX_SECRET_BYTES,
+    resolve_secret,
+    resolve_token,
+    secret_dirs_from,
+)
 from reconciler.errors import SecretResolutionError
 from reconciler.models import Account, SecretRef, SecretSource
 
@@ -87,3 +93,54 @@ def test_a_declared_account_token_must_resolve_and_its_error_names_the_account()
     with pytest.raises(SecretResolutionError) as info:
         resolve_token(account, environ={"TYPEFORM_TOKEN": VALUE})
     assert str(info.value) == ("token of account 'eu-clients': environment variable EU is not set")
+
+
+# --------------------------------------------------------------------------- where files may be
+
+
+def test_secret_dirs_come_from_flags_then_the_environment_each_once() -> None:
+    env = {"RECONCILE_SECRET_DIRS": f"/run/secrets{os.pathsep}{os.pathsep}/b{os.pathsep}/a"}
+    assert secret_dirs_from(env, ["/a"]) == (Path("/a"), Path("/run/secrets"), Path("/b"))
+    assert secret_dirs_from({}) == ()
+
+
+def test_a_file_outside_the_manifest_tree_is_refused_naming_the_path_not_the_content(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "hook.txt").write_text(VALUE)
+    tree = tmp_path / "manifests"
+    tree.mkdir()
+    ref = SecretRef(SecretSource.FILE, "../outside/hook.txt", str(tree), root=str(tree))
+    with pytest.raises(SecretResolutionError) as info:
+        resolve_secret(ref, environ={})
+    assert str(info.value) == (
+        f"secret file {tree / '../outside/hook.txt'} is outside the manifest tree {tree} and "
+        "every secret directory (--secret-dir, RECONCILE_SECRET_DIRS)"
+    )
+    assert resolve_secret(ref, environ={}, secret_dirs=[outside]) == VALUE
+
+
+def test_a_symlink_out_of_the_tree_is_judged_by_where_it_leads(tmp_path: Path) -> None:
+    (tmp_path / "real.txt").write_text(VALUE)
+    tree = tmp_path / "manifests"
+    tree.mkdir()
+    (tree / "hook.txt").symlink_to(tmp_path / "real.txt")
+    ref = SecretRef(SecretSource.FILE, "hook.txt", str(tree), root=str(tree))
+    with pytest.raises(SecretResolutionError, match="is outside the manifest tree"):
+        resolve_secret(ref, environ={})
+
+
+def test_a_fifo_as_a_secret_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "hook.txt")
+    ref = SecretRef(SecretSource.FILE, "hook.txt", str(tmp_path), root=str(tmp_path))
+    with pytest.raises(SecretResolutionError, match="is not a regular file"):
+        resolve_secret(ref, environ={})
+
+
+def test_a_secret_file_larger_than_a_secret_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "hook.txt").write_bytes(b"x" * (MAX_SECRET_BYTES + 1))
+    ref = SecretRef(SecretSource.FILE, "hook.txt", str(tmp_path), root=str(tmp_path))
+    with pytest.raises(SecretResolutionError, match=f"larger than {MAX_SECRET_BYTES} bytes"):
+        resolve_secret(ref, environ={})

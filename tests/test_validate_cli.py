@@ -216,3 +216,51 @@ def test_coloured_text_says_the_same_as_plain_text(tmp_path: Path) -> None:
     styled = render_text(result, targets, styled=True)
     assert "\x1b[" in styled
     assert re.sub(r"\x1b\[[0-9;]*m", "", styled) == plain
+
+
+def _many_bad_entries(tmp_path: Path, count: int) -> Path:
+    file = tmp_path / "many.yaml"
+    hooks = "".join(
+        f"    - {{form_id: f{i}, tag: '-bad', url: 'https://x.example/'}}\n" for i in range(count)
+    )
+    file.write_text(
+        "apiVersion: reconciler/v1\nkind: WebhookSet\nmetadata: {name: a}\nspec:\n"
+        "  webhooks:\n" + hooks
+    )
+    return file
+
+
+def test_json_lists_at_most_100_diagnostics_and_says_how_many_were_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = _many_bad_entries(tmp_path, 150)
+    code, out, _ = _run(["validate", "--format", "json", str(file)], capsys)
+    assert code == 1
+    report = json.loads(out)
+    assert len(report["diagnostics"]) == 100
+    assert report["diagnostics_omitted"] == 50
+    assert report["diagnostics"][0]["line"] == 6
+
+
+def test_markdown_ends_its_capped_list_with_the_count_of_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = _many_bad_entries(tmp_path, 101)
+    code, out, _ = _run(["validate", "--format", "markdown", str(file)], capsys)
+    assert code == 1
+    bullets = [line for line in out.splitlines() if line.startswith("- ")]
+    assert len(bullets) == 101
+    assert bullets[-1] == "- ... and 1 more error"
+    assert out.rstrip().endswith("invalid (101 errors in 1 file)")
+
+
+def test_exactly_100_diagnostics_are_all_printed_with_no_count_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = _many_bad_entries(tmp_path, 100)
+    code, out, _ = _run(["validate", "--no-color", str(file)], capsys)
+    assert code == 1
+    assert len(out.splitlines()) == 101
+    assert "more error" not in out
+    code, out, _ = _run(["validate", "--format", "json", str(file)], capsys)
+    assert "diagnostics_omitted" not in json.loads(out)
