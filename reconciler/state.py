@@ -290,6 +290,12 @@ class FileStateStore:
         return state
 
     def save(self, state: State) -> State:
+        """Write ``state`` as the file's next serial; returns what was written.
+
+        The file must still hold the serial this store last loaded or saved (or, for a store
+        that has done neither, ``state.serial``): otherwise another process wrote it, and this
+        run must not overwrite what that one recorded.
+        """
         if self._known_serial is not None and _identity(self.path) == self._known_identity:
             on_disk = self._known_serial
         else:
