@@ -232,11 +232,21 @@ async def apply_plan(
         )
 
     writes = [c for c in changes if c.action is not Action.NOOP]
-    async with anyio.create_task_group() as tg:
-        for index, change in enumerate(writes):
-            api = apis[change.key.account]
-            operation = Operation(change.action.value)
-            tg.start_soon(run, index, change, operation, _forward(api, change, secrets))
+    # Renames create the new webhook first; the old one is deleted only once the new one exists,
+    # so a failed create never leaves a form with neither.
+    for phase in (False, True):
+        failed = {r.key for r in rows if not r.success}
+        async with anyio.create_task_group() as tg:
+            for index, change in enumerate(writes):
+                if (change.moved_to is not None) is not phase:
+                    continue
+                if change.moved_to is not None and change.moved_to in failed:
+                    started_writes.add(index)
+                    settle(_not_moved(change), None)
+                    continue
+                api = apis[change.key.account]
+                operation = Operation(change.action.value)
+                tg.start_soon(run, index, change, operation, _forward(api, change, secrets))
 
     if atomic and any(not r.success for r in rows) and local_failure is None:
         landed = [r for r in rows if r.success]
@@ -292,6 +302,11 @@ def adopt(
         )
         adopted.append(change.key)
     return state, tuple(adopted)
+
+
+def _not_moved(change: Change) -> Outcome:
+    error = f"not deleted: its replacement {change.moved_to} was not created; nothing was sent"
+    return Outcome(change, Operation.DELETE, False, error, change.webhook_id, 0, 0)
 
 
 def _failed(change: Change, operation: Operation, exc: ReconcileError, started: float) -> Outcome:

@@ -254,6 +254,8 @@ class DesiredWebhook:
     set_name: str = ""
     ownership: Ownership = Ownership.DECLARED
     location: Location | None = None
+    previous_tags: tuple[str, ...] = ()
+    """Tags this webhook had before a rename: the old webhook is deleted once this one exists."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +397,10 @@ class Reason(StrEnum):
     NO_LONGER_DECLARED = "no_longer_declared"
     EXCLUSIVE_UNDECLARED = "exclusive_undeclared"
     NOT_DECLARED = "not_declared"
+    REPLACED_OUTSIDE = "replaced_outside"
+    RENAMED = "renamed"
+    RENAMED_FROM = "renamed_from"
+    RENAMED_NOT_OURS = "renamed_not_ours"
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +438,10 @@ class Change:
     webhook_id: str | None = None
     secret_ref: SecretRef | None = None
     location: Location | None = None
+    moved_from: WebhookKey | None = None
+    """On the new webhook of a rename: the old one, deleted after this write lands."""
+    moved_to: WebhookKey | None = None
+    """On the deletion of a renamed webhook: the new one, which must exist first."""
 
 
 @dataclass(frozen=True, slots=True)

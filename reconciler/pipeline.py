@@ -342,7 +342,7 @@ async def _make_plan(
     result = build_plan(
         desired,
         refreshed.live,
-        managed=state.managed_keys(),
+        managed={key: entry.webhook_id for key, entry in state.webhooks.items()},
         secrets=secret_statuses(secrets, refreshed.live, state, hashes),
         created_at=run.now(),
         options=options,

@@ -70,6 +70,8 @@ class _Action(_Addressed):
     webhook_id: str | None = None
     location: str | None = None
     secret_ref: dict[str, str] | None = None
+    moved_from: _Name | None = None
+    moved_to: _Name | None = None
 
 
 class _Untouched(_Addressed):
@@ -187,7 +189,18 @@ def _change(row: _Action) -> Change:
         webhook_id=row.webhook_id,
         secret_ref=_secret_ref(row.secret_ref),
         location=_location(row.location),
+        moved_from=_address(row.moved_from, row.account),
+        moved_to=_address(row.moved_to, row.account),
     )
+
+
+def _address(text: str | None, account: str) -> WebhookKey | None:
+    if text is None:
+        return None
+    target = Target.parse(text)
+    if target.tag is None:
+        raise ValueError(f"{text!r} is not a webhook address (FORM_ID/TAG)")
+    return WebhookKey(target.account or account, target.form_id, target.tag)
 
 
 def _untouched(row: _Untouched) -> UntouchedWebhook:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reconciler.diff import field_changes
 from reconciler.errors import UnsafePlanError
@@ -70,15 +70,17 @@ def build_plan(
     desired: DesiredState,
     live: LiveForms,
     *,
-    managed: Collection[WebhookKey],
+    managed: Mapping[WebhookKey, str],
     secrets: Mapping[WebhookKey, SecretStatus],
     created_at: str,
     options: PlanOptions | None = None,
 ) -> Plan:
     """Compute what apply would do.
 
-    ``managed`` is the state file's set of webhooks this tool applied; ``secrets`` says, for each
-    desired webhook that declares a secret, how it compares with the live one.
+    ``managed`` maps each webhook the state says this tool applied to the id it recorded: a live
+    webhook is ours only under that id (one re-created outside the tool under the same tag is
+    not). ``secrets`` says, for each desired webhook that declares a secret, how it compares with
+    the live one.
     """
     options = options or PlanOptions()
     # A declared webhook is planned only when its form was refreshed: a form whose account
@@ -92,6 +94,12 @@ def build_plan(
         w.key: w for hooks in live.values() for w in hooks if in_targets(w.key, options.targets)
     }
     exclusive = desired.exclusive_forms()
+    renamed = {
+        WebhookKey(w.key.account, w.key.form_id, old): w
+        for w in declared.values()
+        if w.state is Presence.PRESENT
+        for old in w.previous_tags
+    }
 
     changes: list[Change] = []
     unmanaged: list[UntouchedWebhook] = []
@@ -101,10 +109,29 @@ def build_plan(
         want = declared.get(key)
         have = live_by_key.get(key)
         if want is not None:
-            changes.append(_plan_declared(want, have, secrets.get(key)))
+            change = _plan_declared(want, have, secrets.get(key))
+            if want.previous_tags:
+                change = _moved_from(change, want, live_by_key, managed)
+            changes.append(change)
             continue
         assert have is not None  # the union above guarantees one side
-        if key in managed:
+        ours = managed.get(key) == have.id
+        if key in renamed:
+            new = renamed[key]
+            if ours:  # a rename is intent: no --prune needed, deleted once the new one exists
+                changes.append(
+                    replace(
+                        _delete(have, reasons=(Reason.RENAMED,), location=new.location),
+                        moved_to=new.key,
+                    )
+                )
+            else:
+                unmanaged.append(UntouchedWebhook(key, have.url, Reason.RENAMED_NOT_OURS))
+            continue
+        if key in managed and not ours:
+            unmanaged.append(UntouchedWebhook(key, have.url, Reason.REPLACED_OUTSIDE))
+            continue
+        if ours:
             why = Reason.NO_LONGER_DECLARED
         elif (key.account, key.form_id) in exclusive:
             why = Reason.EXCLUSIVE_UNDECLARED
@@ -184,6 +211,21 @@ def _plan_declared(
     )
 
 
+def _moved_from(
+    change: Change,
+    want: DesiredWebhook,
+    live_by_key: Mapping[WebhookKey, LiveWebhook],
+    managed: Mapping[WebhookKey, str],
+) -> Change:
+    """Mark the new webhook of a rename with the old one it replaces (if that one is ours)."""
+    for old in want.previous_tags:
+        key = WebhookKey(want.key.account, want.key.form_id, old)
+        have = live_by_key.get(key)
+        if have is not None and managed.get(key) == have.id:
+            return replace(change, moved_from=key, reasons=(*change.reasons, Reason.RENAMED_FROM))
+    return change
+
+
 def _delete(
     have: LiveWebhook, *, reasons: tuple[Reason, ...], location: Location | None = None
 ) -> Change:
@@ -230,7 +272,8 @@ def check_safety(
     if allow_empty:
         return
     absent = {w.key for w in desired.webhooks if w.state is Presence.ABSENT}
-    inferred = [c for c in deletes if c.key not in absent]
+    # Declared deletions (state: absent, renames) are intent, not inference.
+    inferred = [c for c in deletes if c.key not in absent and c.moved_to is None]
     if not inferred:
         return
     deleted = {c.key for c in deletes}

@@ -75,6 +75,15 @@ _REASON_TEXT: dict[Reason, str] = {
         "not declared on a form whose WebhookSet has ownership: exclusive"
     ),
     Reason.NOT_DECLARED: "not declared and not applied by this tool",
+    Reason.REPLACED_OUTSIDE: (
+        "its id differs from the one the state file recorded: it was re-created outside this "
+        "tool, so it is not ours"
+    ),
+    Reason.RENAMED: "renamed (previous_tags{where}): deleted once the new webhook exists",
+    Reason.RENAMED_FROM: "renamed from a previous tag, deleted after this write lands",
+    Reason.RENAMED_NOT_OURS: (
+        "a previous tag of a renamed webhook, but not applied by this tool: left alone"
+    ),
 }
 
 
@@ -93,11 +102,10 @@ def reason_text(reasons: tuple[Reason, ...], location: Location | None = None) -
 # --------------------------------------------------------------------------- JSON
 
 
-def _untouched_json(item: UntouchedWebhook, *, with_reason: bool) -> dict[str, Any]:
+def _untouched_json(item: UntouchedWebhook, *, prunable: bool) -> dict[str, Any]:
     row: dict[str, Any] = {**item.key.to_json(), "url": item.url}
-    if with_reason:
-        row["reason"] = reason_text((item.reason,)) + "; --prune deletes it"
-        row["reasons"] = [item.reason.value]
+    row["reason"] = reason_text((item.reason,)) + ("; --prune deletes it" if prunable else "")
+    row["reasons"] = [item.reason.value]
     return row
 
 
@@ -124,6 +132,8 @@ def _change_json(change: Change) -> dict[str, Any]:
         "webhook_id": change.webhook_id,
         "location": str(change.location) if change.location else None,
         "secret_ref": secret_ref_json(change.secret_ref),
+        "moved_from": str(change.moved_from) if change.moved_from else None,
+        "moved_to": str(change.moved_to) if change.moved_to else None,
     }
 
 
@@ -150,8 +160,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         },
         "summary": plan_summary(plan),
         "actions": [_change_json(c) for c in plan.actions],
-        "unmanaged": [_untouched_json(u, with_reason=False) for u in plan.unmanaged],
-        "prune_skipped": [_untouched_json(u, with_reason=True) for u in plan.prune_skipped],
+        "unmanaged": [_untouched_json(u, prunable=False) for u in plan.unmanaged],
+        "prune_skipped": [_untouched_json(u, prunable=True) for u in plan.prune_skipped],
         "guards": {
             "forms": [
                 {"account": account, "form_id": form_id, "fingerprint": digest}
@@ -200,9 +210,21 @@ def _field_lines(row: Mapping[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
+def _move(row: Mapping[str, Any]) -> str:
+    """`` (renamed from X)`` / `` (renamed to Y)``: the two halves of a move, shown as one."""
+    if row.get("moved_from"):
+        return f" (renamed from {row['moved_from']})"
+    if row.get("moved_to"):
+        return f" (renamed to {row['moved_to']}, after it is created)"
+    return ""
+
+
 def plan_summary_line(doc: Mapping[str, Any]) -> str:
     s = doc["summary"]
-    if not (s["create"] or s["update"] or s["delete"]):
+    if not (s["create"] or s["update"] or s["delete"]) and s["prune_skipped"]:
+        # Not "in sync": webhooks this tool applied are live but no longer declared.
+        line = f"No changes without --prune: {s['noop']} unchanged"
+    elif not (s["create"] or s["update"] or s["delete"]):
         line = f"No changes. Live webhooks match the manifests: {s['noop']} unchanged"
     else:
         line = (
@@ -210,6 +232,9 @@ def plan_summary_line(doc: Mapping[str, Any]) -> str:
             f"{s['delete']} to delete, {s['noop']} unchanged"
         )
     extras = []
+    moves = sum(1 for row in doc["actions"] if row.get("moved_to"))
+    if moves:
+        extras.append(f"{moves} rename(s): create the new webhook, then delete the old")
     if s["unmanaged"]:
         extras.append(f"{s['unmanaged']} unmanaged")
     if s["prune_skipped"]:
@@ -231,7 +256,7 @@ def render_plan_text(doc: Mapping[str, Any], *, show_noop: bool = False) -> Text
         glyph = Action(row["action"]).glyph
         out.append(f"  {glyph} ", style=f"bold {style}")
         out.append(_name(row), style="bold")
-        out.append(f"  {_VERB[row['action']]}\n")
+        out.append(f"  {_VERB[row['action']]}{_move(row)}\n")
         for field_glyph, text in _field_lines(row):
             out.append(f"      {field_glyph} ", style=_STYLE[row["action"]])
             out.append(text + "\n")
@@ -248,6 +273,8 @@ def render_plan_text(doc: Mapping[str, Any], *, show_noop: bool = False) -> Text
         out.append("Unmanaged webhooks (listed, never touched):\n", style="bold")
         for item in doc["unmanaged"]:
             out.append(f"    {_name(item)}  {item['url']}\n", style="dim")
+            if item.get("reasons", [Reason.NOT_DECLARED.value]) != [Reason.NOT_DECLARED.value]:
+                out.append(f"      # {item['reason']}\n", style="dim")
         out.append("\n")
     out.append(plan_summary_line(doc) + "\n", style="bold")
     return out

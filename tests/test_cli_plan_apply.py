@@ -369,6 +369,8 @@ def test_plan_json_has_the_spec_shape_for_every_kind_of_row(reconcile: Reconcile
             "form_id": "onbrd02",
             "tag": "crm-sync",
             "url": "https://crm.example.com/hooks/typeform",
+            "reason": "not declared and not applied by this tool",
+            "reasons": ["not_declared"],
         }
     ]
     [skipped] = doc["prune_skipped"]

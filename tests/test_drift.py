@@ -493,10 +493,11 @@ def test_drift_agrees_with_the_plan_for_every_webhook(
     state = desired(*wants, ownership=Ownership.EXCLUSIVE if exclusive else Ownership.DECLARED)
     forms: dict[tuple[str, str], list[LiveWebhook]] = {("default", f): [] for f in _FORMS}
     forms.update(live(*haves))
+    ids = {w.key: w.id for hooks in forms.values() for w in hooks}
     plan = build_plan(
         state,
         forms,
-        managed=tuple(last),
+        managed={k: ids.get(k, "never-live") for k in last},
         secrets=secrets,
         created_at=NOW,
         options=PlanOptions(prune=prune),

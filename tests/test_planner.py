@@ -50,6 +50,11 @@ def have(form: str, tag: str, url: str | None = None, **kw: object) -> LiveWebho
     )
 
 
+def owned(*keys: WebhookKey) -> dict[WebhookKey, str]:
+    """State entries for ``keys``, recorded under the ids ``have`` gives them."""
+    return {k: f"id-{k.tag}" for k in keys}
+
+
 def live(*hooks: LiveWebhook) -> dict[tuple[str, str], list[LiveWebhook]]:
     out: dict[tuple[str, str], list[LiveWebhook]] = {}
     for h in hooks:
@@ -59,7 +64,7 @@ def live(*hooks: LiveWebhook) -> dict[tuple[str, str], list[LiveWebhook]]:
 
 def test_a_webhook_that_is_declared_and_matches_is_a_noop() -> None:
     plan = build_plan(
-        desired(want("f1", "a")), live(have("f1", "a")), managed=(), secrets={}, created_at=NOW
+        desired(want("f1", "a")), live(have("f1", "a")), managed={}, secrets={}, created_at=NOW
     )
     assert [c.action for c in plan.actions] == [Action.NOOP]
     assert not plan.has_changes
@@ -69,7 +74,7 @@ def test_losing_the_state_file_never_plans_a_deletion_even_with_prune() -> None:
     plan = build_plan(
         desired(want("f1", "a")),
         live(have("f1", "a"), have("f1", "ours-once")),
-        managed=(),
+        managed={},
         secrets={},
         created_at=NOW,
         options=PlanOptions(prune=True),
@@ -83,7 +88,7 @@ def test_a_secret_change_shows_both_sides_as_sensitive_and_never_a_value() -> No
     plan = build_plan(
         desired(want("f1", "a", secret=ref)),
         live(have("f1", "a")),
-        managed=(),
+        managed={},
         secrets={key("f1", "a"): SecretStatus.CHANGED},
         created_at=NOW,
     )
@@ -99,7 +104,7 @@ def test_a_declared_secret_in_sync_is_a_noop() -> None:
     plan = build_plan(
         desired(want("f1", "a", secret=ref)),
         live(have("f1", "a")),
-        managed=(),
+        managed={},
         secrets={key("f1", "a"): SecretStatus.IN_SYNC},
         created_at=NOW,
     )
@@ -109,7 +114,7 @@ def test_a_declared_secret_in_sync_is_a_noop() -> None:
 def test_changes_are_ordered_by_account_form_and_tag_whatever_the_input_order() -> None:
     hooks = [want("f2", "b"), want("f1", "z"), want("f1", "a")]
     refreshed = {(DEFAULT_ACCOUNT, "f2"): [], (DEFAULT_ACCOUNT, "f1"): []}
-    plan = build_plan(desired(*hooks), refreshed, managed=(), secrets={}, created_at=NOW)
+    plan = build_plan(desired(*hooks), refreshed, managed={}, secrets={}, created_at=NOW)
     assert [(c.key.form_id, c.key.tag) for c in plan.actions] == [
         ("f1", "a"),
         ("f1", "z"),
@@ -122,7 +127,7 @@ def test_a_declared_webhook_on_a_form_that_was_not_refreshed_is_not_planned() ->
     plan = build_plan(
         desired(want("f1", "a"), want("f2", "b")),
         {(DEFAULT_ACCOUNT, "f1"): []},
-        managed=(),
+        managed={},
         secrets={},
         created_at=NOW,
     )
@@ -133,7 +138,7 @@ def test_only_touched_forms_get_a_live_fingerprint() -> None:
     plan = build_plan(
         desired(want("f1", "a"), want("f2", "b")),
         live(have("f1", "a"), have("f2", "b", url="https://old.example.com")),
-        managed=(),
+        managed={},
         secrets={},
         created_at=NOW,
     )
@@ -146,26 +151,26 @@ def test_more_deletions_than_max_deletes_is_refused() -> None:
     plan = build_plan(
         manifests,
         live(have("f1", "keep"), *(have("f1", f"t{i}") for i in range(3))),
-        managed=(),
+        managed={},
         secrets={},
         created_at=NOW,
     )
     with pytest.raises(UnsafePlanError, match="--max-deletes 2"):
-        check_safety(plan, manifests, managed=(), max_deletes=2, allow_empty=False)
-    check_safety(plan, manifests, managed=(), max_deletes=3, allow_empty=False)
+        check_safety(plan, manifests, managed={}, max_deletes=2, allow_empty=False)
+    check_safety(plan, manifests, managed={}, max_deletes=3, allow_empty=False)
 
 
 def test_deleting_every_managed_webhook_of_an_account_needs_allow_empty() -> None:
     plan = build_plan(
         DesiredState(),
         live(have("f1", "a"), have("f1", "b")),
-        managed={key("f1", "a"), key("f1", "b")},
+        managed=owned(key("f1", "a"), key("f1", "b")),
         secrets={},
         created_at=NOW,
         options=PlanOptions(prune=True),
     )
     assert plan.count(Action.DELETE) == 2
-    managed = {key("f1", "a"), key("f1", "b")}
+    managed = owned(key("f1", "a"), key("f1", "b"))
     with pytest.raises(UnsafePlanError, match="--allow-empty"):
         check_safety(plan, DesiredState(), managed=managed, max_deletes=10, allow_empty=False)
     check_safety(plan, DesiredState(), managed=managed, max_deletes=10, allow_empty=True)
@@ -175,14 +180,18 @@ def test_deleting_some_managed_webhooks_while_others_remain_is_allowed() -> None
     plan = build_plan(
         desired(want("f1", "a")),
         live(have("f1", "a"), have("f1", "b")),
-        managed={key("f1", "b")},
+        managed=owned(key("f1", "b")),
         secrets={},
         created_at=NOW,
         options=PlanOptions(prune=True),
     )
     assert plan.count(Action.DELETE) == 1
     check_safety(
-        plan, desired(want("f1", "a")), managed={key("f1", "b")}, max_deletes=10, allow_empty=False
+        plan,
+        desired(want("f1", "a")),
+        managed=owned(key("f1", "b")),
+        max_deletes=10,
+        allow_empty=False,
     )
 
 
@@ -190,7 +199,7 @@ def test_pruning_within_a_target_is_allowed_while_webhooks_outside_it_stay_decla
     plan = build_plan(
         desired(want("f2", "kept")),
         live(have("f1", "old")),
-        managed={key("f1", "old")},
+        managed=owned(key("f1", "old")),
         secrets={},
         created_at=NOW,
         options=PlanOptions(prune=True, targets=(Target("f1"),)),
@@ -199,7 +208,7 @@ def test_pruning_within_a_target_is_allowed_while_webhooks_outside_it_stay_decla
     check_safety(
         plan,
         desired(want("f2", "kept")),
-        managed={key("f1", "old")},
+        managed=owned(key("f1", "old")),
         max_deletes=10,
         allow_empty=False,
     )
@@ -210,9 +219,11 @@ def test_explicit_absent_deletions_never_count_as_emptying_an_account() -> None:
     plan = build_plan(
         only_absent,
         live(have("f1", "gone")),
-        managed={key("f1", "gone")},
+        managed=owned(key("f1", "gone")),
         secrets={},
         created_at=NOW,
     )
     assert plan.count(Action.DELETE) == 1
-    check_safety(plan, only_absent, managed={key("f1", "gone")}, max_deletes=10, allow_empty=False)
+    check_safety(
+        plan, only_absent, managed=owned(key("f1", "gone")), max_deletes=10, allow_empty=False
+    )

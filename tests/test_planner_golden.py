@@ -2,7 +2,8 @@
 
 A case holds ``manifests/`` (desired), ``live.json`` (what the API returns as
 ``{"webhooks": [...]}``) and an optional ``case.json``: ``managed`` (state-file keys as
-``FORM/TAG``), ``prune``, ``targets`` and ``secrets`` (``FORM/TAG`` -> ``in_sync`` | ``changed``
+``FORM/TAG``, owned under their live ids; or an object ``FORM/TAG -> recorded id``),
+``prune``, ``targets`` and ``secrets`` (``FORM/TAG`` -> ``in_sync`` | ``changed``
 | ``unknown``). The expected output is ``plan.json`` and ``plan.txt``. After an intended change,
 regenerate with ``UPDATE_GOLDEN=1 make test`` and review the diff like code.
 """
@@ -41,10 +42,15 @@ def run_case(case: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any
     for obj in json.loads((case / "live.json").read_text())["webhooks"]:
         hook = LiveWebhook.from_api(DEFAULT_ACCOUNT, obj)
         live.setdefault((DEFAULT_ACCOUNT, hook.key.form_id), []).append(hook)
+    # ``managed``: a list of FORM/TAG owned under their live ids, or FORM/TAG -> recorded id.
+    ids = {w.key: w.id for hooks in live.values() for w in hooks}
+    recorded = spec.get("managed", [])
+    if isinstance(recorded, list):
+        recorded = {k: ids.get(_key(k), "never-live") for k in recorded}
     plan = build_plan(
         desired,
         live,
-        managed={_key(k) for k in spec.get("managed", [])},
+        managed={_key(k): v for k, v in recorded.items()},
         secrets={_key(k): SecretStatus(v) for k, v in spec.get("secrets", {}).items()},
         created_at=CREATED_AT,
         options=PlanOptions(
