@@ -95,9 +95,6 @@ alias expansion can blow a small file up exponentially ("billion laughs"), one d
 hundreds. 10,000 webhooks in one file take about 100,000."""
 MAX_DEPTH = 64
 """Levels of nested mappings and lists; a manifest needs 6."""
-# Composing YAML costs about 300 bytes per node; a file smaller than this cannot hold more
-# nodes than MAX_NODES, a larger one is counted (cheaply, as parser events) before composing.
-_PRESCAN_BYTES = MAX_NODES
 _MAX_SHOWN = 80
 
 # libyaml's parser is several times faster and keeps the same node marks; the pure-Python one
@@ -487,18 +484,12 @@ def _read_file(path: Path, diagnostics: list[Diagnostic], *, root: str = ".") ->
         diagnostics.append(Diagnostic(loc, "not UTF-8 text (manifests must be UTF-8)"))
         return []
     del data
-    if len(text) > _PRESCAN_BYTES:
-        # Large enough to hold more nodes than allowed: count them before building any.
-        problem = _prescan(file, text)
-        if problem is not None:
-            diagnostics.append(problem)
-            return []
     # As given (relative stays relative), so a saved plan names the same place in any checkout.
     base_dir = str(path.parent)
     docs: list[_Doc] = []
     budget = _Budget()
     try:
-        for node in yaml.compose_all(text, Loader=_YAML_LOADER):
+        for node in yaml.compose_all(text, Loader=_BoundedLoader):
             if node is None or (node.tag == "tag:yaml.org,2002:null" and not node.value):
                 continue  # an empty document ("---" alone, or a trailing "---") means nothing
             doc = _Doc(file=file, base_dir=base_dir, value=None, root=root)
@@ -510,6 +501,12 @@ def _read_file(path: Path, diagnostics: list[Diagnostic], *, root: str = ".") ->
                 for done in docs:
                     done.broken = done.limited = True
                 return docs
+    except _TooManyNodes:
+        # Where exactly: parser events are counted (aliases too, so they cross no later).
+        diagnostics.append(_prescan(file, text) or _too_many(file, None))
+        for done in docs:
+            done.broken = done.limited = True
+        return docs
     except yaml.MarkedYAMLError as exc:
         if exc.problem == "exceeded maximum nesting depth":  # libyaml's own limit (1000)
             # libyaml's scanner can hit it before yielding any event (flow keys look ahead):
@@ -537,6 +534,29 @@ def _read_file(path: Path, diagnostics: list[Diagnostic], *, root: str = ".") ->
     return docs
 
 
+class _TooManyNodes(Exception):
+    """Raised from inside the composer: the file holds more than ``MAX_NODES`` nodes."""
+
+
+class _BoundedLoader(_YAML_LOADER):  # type: ignore[misc,valid-type]
+    """The fast loader, stopped once a file has composed ``MAX_NODES`` nodes.
+
+    The composer asks ``resolve`` for the tag of every node it builds (libyaml's too), so
+    counting there bounds the memory a file can take while it is composed (about 300 bytes a
+    node), at no cost worth measuring. One loader composes every document of a file.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nodes_left = MAX_NODES
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        self._nodes_left -= 1
+        if self._nodes_left < 0:
+            raise _TooManyNodes
+        return super().resolve(kind, value, implicit)
+
+
 def _too_deep(file: str, mark: Any) -> Diagnostic:
     return Diagnostic(
         _mark_loc(file, mark),
@@ -547,7 +567,7 @@ def _too_deep(file: str, mark: Any) -> Diagnostic:
 def _too_many(file: str, mark: Any) -> Diagnostic:
     return Diagnostic(
         _mark_loc(file, mark),
-        f"file too large after expanding aliases: more than {MAX_NODES:,} YAML nodes, "
+        f"file too large: more than {MAX_NODES:,} YAML nodes (aliases expanded), "
         "the limit for one manifest file; split it",
     )
 

@@ -107,7 +107,7 @@ def _subprocess_cpu(path: Path) -> tuple[float, float, int] | None:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     w0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", "validate", str(path)],
+        [sys.executable, "-c", "from reconciler.cli import main; main()", "validate", str(path)],
         capture_output=True,
         text=True,
         check=False,
