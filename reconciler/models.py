@@ -33,6 +33,7 @@ __all__ = [
     "OperationRecord",
     "Ownership",
     "Plan",
+    "PlanBinding",
     "Presence",
     "Reason",
     "SecretRef",
@@ -454,6 +455,16 @@ class UntouchedWebhook:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanBinding:
+    """What a saved plan was made against: each account's API URL, the state serial, and a
+    digest of the desired webhooks in its scope (secret references, never values)."""
+
+    api_urls: Mapping[str, str]
+    state_serial: int
+    desired_digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Inert data: what apply would do, and the evidence it was computed from.
 
@@ -477,6 +488,8 @@ class Plan:
     """The ``--account``s the plan was limited to (empty: every account)."""
     fingerprint_salt: str | None = None
     """The state salt ``secret_fingerprints`` were made under (``reconciler.fingerprints``)."""
+    binding: PlanBinding | None = None
+    """What a saved plan was made against; ``apply --plan`` refuses it anywhere else."""
 
     @property
     def writes(self) -> tuple[Change, ...]:

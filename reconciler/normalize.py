@@ -22,6 +22,7 @@ from reconciler.models import SENSITIVE, DesiredWebhook, LiveWebhook
 __all__ = [
     "MANAGED_FIELDS",
     "SecretStatus",
+    "desired_digest",
     "desired_essence",
     "live_essence",
     "live_form_fingerprint",
@@ -65,6 +66,22 @@ def live_essence(webhook: LiveWebhook, *, secret_known: bool = False) -> dict[st
     if secret_known or webhook.secret:
         essence["secret"] = SENSITIVE
     return essence
+
+
+def desired_digest(webhooks: Iterable[DesiredWebhook]) -> str:
+    """A digest of desired webhooks as a plan sees them (secret references, never values)."""
+    rows = [
+        {
+            **w.key.to_json(),
+            "state": w.state.value,
+            "previous_tags": list(w.previous_tags),
+            "secret": w.secret.describe() if w.secret else None,
+            **({k: v for k, v in desired_essence(w).items() if k != "secret"}),
+        }
+        for w in sorted(webhooks, key=lambda w: w.key)
+    ]
+    canonical = json.dumps(rows, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def live_form_fingerprint(webhooks: Iterable[LiveWebhook]) -> str:

@@ -51,10 +51,11 @@ from reconciler.models import (
     Change,
     DesiredState,
     Plan,
+    PlanBinding,
     Presence,
     WebhookKey,
 )
-from reconciler.normalize import SecretStatus, live_form_fingerprint
+from reconciler.normalize import SecretStatus, desired_digest, live_form_fingerprint
 from reconciler.planner import (
     DEFAULT_MAX_DELETES,
     LiveForms,
@@ -349,6 +350,14 @@ async def _make_plan(
     )
     result = replace(result, accounts=tuple(accounts))
     if with_fingerprints:
+        result = replace(
+            result,
+            binding=PlanBinding(
+                api_urls=api_urls(run, desired, sorted(clients)),
+                state_serial=state.serial,
+                desired_digest=_scope_digest(desired, options.targets, accounts),
+            ),
+        )
         written = [c for c in result.actions if c.action in (Action.CREATE, Action.UPDATE)]
         await hashes.prepare(secrets[c.key] for c in written if c.key in secrets)
         result = replace(
@@ -359,6 +368,50 @@ async def _make_plan(
             fingerprint_salt=hashes.salt,
         )
     return _Planned(PlanResult(result, refreshed.failures, secrets, state), refreshed, hashes)
+
+
+def _scope_digest(desired: DesiredState, targets: Sequence[Target], accounts: Sequence[str]) -> str:
+    return desired_digest(
+        w
+        for w in desired.webhooks
+        if in_targets(w.key, targets) and (not accounts or w.key.account in accounts)
+    )
+
+
+def _check_binding(run: Run, desired: DesiredState, state: State, saved: Plan) -> None:
+    """Refuse a saved plan made against another API, another state or other manifests."""
+    binding = saved.binding
+    if binding is None:
+        raise StalePlanError(
+            "the saved plan says nothing about what it was made against (API URLs, state "
+            "serial, manifests); nothing was written. Make it with `reconcile plan --out`."
+        )
+    declared = set(desired.account_names())
+    dropped = sorted(a for a in binding.api_urls if a not in declared)
+    if dropped:
+        raise StalePlanError(
+            f"the saved plan writes to account(s) {', '.join(dropped)}, which the manifests "
+            "no longer use; nothing was written. Run `reconcile plan --out` again."
+        )
+    now = api_urls(run, desired, sorted(binding.api_urls))
+    moved = sorted(a for a, url in binding.api_urls.items() if now[a] != url)
+    if moved:
+        raise StalePlanError(
+            "the saved plan was made against another API URL for account(s) "
+            f"{', '.join(moved)}; nothing was written. Plan again against this one."
+        )
+    if state.serial != binding.state_serial:
+        raise StalePlanError(
+            f"the state changed since the saved plan was made (serial {binding.state_serial}, "
+            f"now {state.serial}): another apply ran; nothing was written. "
+            "Run `reconcile plan --out` again."
+        )
+    digest = _scope_digest(desired, saved.targets, saved.accounts)
+    if digest != binding.desired_digest:
+        raise StalePlanError(
+            "the manifests in the saved plan's scope changed since it was made; nothing was "
+            "written. Run `reconcile plan --out` again and review it."
+        )
 
 
 def _accounts_in_scope(
@@ -448,6 +501,7 @@ async def _apply_locked(
 ) -> ApplyResult:
     state = run.store.load()
     if saved is not None:
+        _check_binding(run, desired, state, saved)
         # Derive the plan again over exactly the saved plan's scope.
         plan_options = PlanOptions(prune=saved.prune, targets=saved.targets)
         accounts: Sequence[str] = saved.accounts

@@ -25,6 +25,7 @@ from reconciler.models import (
     FieldChange,
     Location,
     Plan,
+    PlanBinding,
     Reason,
     SecretRef,
     SecretSource,
@@ -100,6 +101,12 @@ class _Scope(_Strict):
     accounts: list[_Name] = Field(default_factory=list)
 
 
+class _Binding(_Strict):
+    api_urls: dict[_Name, _Name]
+    state_serial: Annotated[int, Field(ge=0)]
+    desired_digest: _Name
+
+
 class _PlanDoc(_Strict):
     format_version: Literal["1"]
     created_at: _Name
@@ -109,6 +116,7 @@ class _PlanDoc(_Strict):
     unmanaged: list[_Untouched] = Field(default_factory=list)
     prune_skipped: list[_Untouched] = Field(default_factory=list)
     guards: _Guards = Field(default_factory=_Guards)
+    binding: _Binding | None = None
 
 
 def write_plan(path: Path, plan: Plan) -> None:
@@ -172,6 +180,13 @@ def _to_plan(doc: _PlanDoc) -> Plan:
         live_fingerprints={(g.account, g.form_id): g.fingerprint for g in doc.guards.forms},
         secret_fingerprints={g.key(): g.fingerprint for g in doc.guards.secrets},
         fingerprint_salt=doc.guards.fingerprint_salt,
+        binding=(
+            PlanBinding(
+                dict(doc.binding.api_urls), doc.binding.state_serial, doc.binding.desired_digest
+            )
+            if doc.binding is not None
+            else None
+        ),
         prune=doc.prune,
         targets=tuple(Target.parse(t) for t in doc.scope.targets),
         accounts=tuple(doc.scope.accounts),

@@ -173,6 +173,15 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             ],
             "fingerprint_salt": plan.fingerprint_salt,
         },
+        "binding": (
+            {
+                "api_urls": dict(sorted(plan.binding.api_urls.items())),
+                "state_serial": plan.binding.state_serial,
+                "desired_digest": plan.binding.desired_digest,
+            }
+            if plan.binding is not None
+            else None
+        ),
     }
 
 
