@@ -402,15 +402,15 @@ def _check_binding(run: Run, desired: DesiredState, state: State, saved: Plan) -
         )
     if state.serial != binding.state_serial:
         raise StalePlanError(
-            f"the state changed since the saved plan was made (serial {binding.state_serial}, "
-            f"now {state.serial}): another apply ran; nothing was written. "
+            "the saved plan is stale: the state changed since it was made (serial "
+            f"{binding.state_serial}, now {state.serial}): another apply ran; nothing was written. "
             "Run `reconcile plan --out` again."
         )
     digest = _scope_digest(desired, saved.targets, saved.accounts)
     if digest != binding.desired_digest:
         raise StalePlanError(
-            "the manifests in the saved plan's scope changed since it was made; nothing was "
-            "written. Run `reconcile plan --out` again and review it."
+            "the saved plan is stale: the manifests in its scope changed since it was made; "
+            "nothing was written. Run `reconcile plan --out` again and review it."
         )
 
 

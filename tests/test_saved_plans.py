@@ -97,7 +97,7 @@ def _scope_widened(doc: dict[str, Any]) -> None:
         (_redirect_url, "onbrd01/intake"),
         (_add_delete_of_unmanaged, "onbrd02/crm-sync"),
         (_empty_guards, "says nothing about what it was made against"),
-        (_scope_widened, "manifests in the saved plan's scope changed"),
+        (_scope_widened, "manifests in its scope changed"),
     ],
     ids=["changed-url", "added-delete", "emptied-guards", "scope-widened"],
 )
@@ -142,7 +142,7 @@ def test_a_plan_is_refused_once_another_apply_moved_the_state_on(cli: Reconcile)
 
     err = refused(cli, path)
 
-    assert "the state changed since the saved plan was made" in err
+    assert "the state changed since it was made" in err
     assert snapshot(cli) == before
 
 
@@ -151,7 +151,7 @@ def test_a_plan_is_refused_when_the_manifests_in_its_scope_changed(cli: Reconcil
     path = saved_plan(cli)
     cli.write_set("onboarding", [{**INTAKE, "enabled": False}], secret=False)
 
-    assert "manifests in the saved plan's scope changed" in refused(cli, path)
+    assert "manifests in its scope changed" in refused(cli, path)
     assert "onbrd01/intake" not in cli.live()
 
 
