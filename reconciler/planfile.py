@@ -239,5 +239,7 @@ def _secret_ref(obj: dict[str, str] | None) -> SecretRef | None:
         return None
     for source in SecretSource:
         if source.value in obj:
-            return SecretRef(source, obj[source.value], obj.get("base_dir", "."))
+            return SecretRef(
+                source, obj[source.value], obj.get("base_dir", "."), obj.get("root", ".")
+            )
     raise ValueError(f"unknown secret reference {sorted(obj)}")

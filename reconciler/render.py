@@ -114,7 +114,7 @@ def secret_ref_json(ref: SecretRef | None) -> dict[str, str] | None:
     if ref is None:
         return None
     if ref.source is SecretSource.FILE:
-        return {"file": ref.name, "base_dir": ref.base_dir}
+        return {"file": ref.name, "base_dir": ref.base_dir, "root": ref.root}
     return {ref.source.value: ref.name}
 
 
