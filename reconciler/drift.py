@@ -31,19 +31,20 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from reconciler.diff import field_changes
 from reconciler.models import (
-    SENSITIVE,
+    Action,
+    Change,
     DesiredState,
-    DesiredWebhook,
     EventTypes,
     FieldChange,
-    LiveWebhook,
-    Presence,
+    Reason,
+    Target,
+    UntouchedWebhook,
     WebhookKey,
 )
-from reconciler.normalize import SecretStatus, desired_essence, live_essence
-from reconciler.planner import LiveForms, Target, in_targets
+from reconciler.normalize import SecretStatus
+from reconciler.planner import LiveForms, PlanOptions, build_plan
+from reconciler.render import reason_text
 
 __all__ = [
     "DRIFT_FORMAT_VERSION",
@@ -154,8 +155,10 @@ class DriftReport:
 
     def account_totals(self) -> dict[str, dict[str, int]]:
         """``summary()`` per account, accounts sorted by name."""
-        accounts = sorted({w.key.account for w in self.webhooks})
-        return {a: _totals(w for w in self.webhooks if w.key.account == a) for a in accounts}
+        by_account: dict[str, list[WebhookDrift]] = {}
+        for w in self.webhooks:
+            by_account.setdefault(w.key.account, []).append(w)
+        return {a: _totals(rows) for a, rows in sorted(by_account.items())}
 
     def exits(self, *, fail_on_unmanaged: bool = False) -> int:
         """``drift``'s exit code: 0 in sync, 2 drift, 1 when the check itself failed (stale)."""
@@ -202,11 +205,14 @@ def typeform_disabled_issue(url: str) -> str:
     return f"Typeform disables a webhook whose receiver answered 404 or 410: check {url}"
 
 
+_PRUNE_HINT = "`reconcile apply --prune` deletes it"
+
+
 def detect_drift(
     desired: DesiredState,
     live: LiveForms,
     *,
-    managed: Collection[WebhookKey],
+    managed: Mapping[WebhookKey, str],
     last_applied: Mapping[WebhookKey, Mapping[str, Any]],
     secrets: Mapping[WebhookKey, SecretStatus],
     checked_at: str,
@@ -216,57 +222,40 @@ def detect_drift(
 ) -> DriftReport:
     """Compare what is declared with what is live, and say why each difference exists.
 
-    Inputs are those of ``build_plan`` plus ``last_applied`` (the state file's last-applied
-    body per webhook, API field names, no secret) and ``heal_suspended`` (webhooks ``watch
-    --heal`` stopped correcting). ``live`` holds every refreshed form, an empty list for a
-    form with no webhook; declared webhooks on a form it does not hold are not judged.
+    Inputs are those of ``build_plan`` (``managed`` maps each webhook the state file records to
+    its id; ``live`` holds every refreshed form, an empty list for one without webhooks) plus
+    ``last_applied`` (the state file's last-applied body per webhook, API field names, no
+    secret) and ``heal_suspended`` (webhooks ``watch --heal`` stopped correcting).
 
-    Statuses follow the plan's buckets:
+    The verdicts are the plan's, computed by ``build_plan`` itself, so drift and plan cannot
+    disagree on ownership, renames, targets or forms that failed to refresh:
 
-    * declared present: ``in_sync`` when the plan would do nothing, ``drifted`` when it would
-      update, ``missing`` when it would create;
-    * declared ``state: absent``: ``in_sync`` when gone, ``drifted`` while still live;
-    * live and not declared, nobody's: ``unmanaged`` (listed, never drift);
-    * live and not declared, but recorded in the state file or on an ``exclusive`` form: the
-      plan deletes it only with ``--prune``. Without ``prune`` it is reported ``unmanaged`` with
-      an issue saying ``apply --prune`` deletes it, so a routine ``drift`` in CI does not fail on
-      a deletion nobody asked to run; with ``prune=True`` it is ``drifted``, as the plan would
-      delete it.
+    * a planned ``noop`` is ``in_sync``, ``create`` is ``missing``, ``update`` and ``delete``
+      are ``drifted`` (a ``delete`` of ``state: absent``, a rename, or with ``prune``);
+    * what the plan leaves untouched is ``unmanaged`` (listed, never drift). That includes a
+      webhook that is ours but no longer declared (or undeclared on an exclusive form) while
+      ``prune`` is off: its issue says ``apply --prune`` deletes it, but a routine ``drift`` in
+      CI does not fail on a deletion nobody asked for. With ``prune=True`` the plan deletes it,
+      so it is ``drifted``.
     """
-    # As in the plan: a form missing from ``live`` was not refreshed (its account failed), so
-    # its declared webhooks are unknown, not missing, and are left out of the report.
-    declared = {
-        w.key: w
-        for w in desired.webhooks
-        if in_targets(w.key, targets) and (w.key.account, w.key.form_id) in live
-    }
-    live_by_key = {w.key: w for hooks in live.values() for w in hooks if in_targets(w.key, targets)}
-    exclusive = desired.exclusive_forms()
+    plan = build_plan(
+        desired,
+        live,
+        managed=managed,
+        secrets=secrets,
+        created_at=checked_at,
+        options=PlanOptions(prune=prune, targets=tuple(targets)),
+    )
     suspended = frozenset(heal_suspended)
-
-    rows: list[WebhookDrift] = []
-    for key in sorted(declared.keys() | live_by_key.keys()):
-        want = declared.get(key)
-        have = live_by_key.get(key)
-        applied = _applied_essence(last_applied.get(key))
-        if want is not None:
-            row = _judge_declared(want, have, applied, secrets.get(key), checked_at)
-        else:
-            assert have is not None  # the union above guarantees one side
-            row = _judge_undeclared(
-                have,
-                applied,
-                checked_at,
-                owned_by_state=key in managed,
-                exclusive=(key.account, key.form_id) in exclusive,
-                prune=prune,
-            )
-        if key in suspended:
-            row = replace(row, heal_suspended=True)
-        rows.append(row)
+    rows = [
+        _judge_change(c, _applied_essence(last_applied.get(c.key)), checked_at)
+        for c in plan.actions
+    ]
+    rows += [_untouched(u, checked_at, prunable=False) for u in plan.unmanaged]
+    rows += [_untouched(u, checked_at, prunable=True) for u in plan.prune_skipped]
     return DriftReport(
         checked_at=checked_at,
-        webhooks=tuple(rows),
+        webhooks=tuple(replace(r, heal_suspended=True) if r.key in suspended else r for r in rows),
         scope=tuple(str(t) for t in targets),
     )
 
@@ -308,68 +297,32 @@ def _three_way(
     return DriftCause.NOT_APPLIED
 
 
-def _judge_declared(
-    want: DesiredWebhook,
-    have: LiveWebhook | None,
-    applied: dict[str, Any] | None,
-    secret: SecretStatus | None,
-    checked_at: str,
-) -> WebhookDrift:
-    key = want.key
-    if want.state is Presence.ABSENT:
-        if have is None:
-            return WebhookDrift(key, DriftStatus.IN_SYNC, None, (), (), None, checked_at)
-        before = live_essence(have)
-        return WebhookDrift(
-            key,
-            DriftStatus.DRIFTED,
-            _three_way(None, before, applied),
-            ("declared state: absent, still live",),
-            tuple(FieldChange(f, v, None) for f, v in sorted(before.items())),
-            have.url,
-            checked_at,
-        )
+def _judge_change(change: Change, applied: dict[str, Any] | None, checked_at: str) -> WebhookDrift:
+    before, after = change.before, change.after
+    url = (before or after or {}).get("url")
+    if change.action is Action.NOOP:
+        return WebhookDrift(change.key, DriftStatus.IN_SYNC, None, (), (), url, checked_at)
 
-    after = desired_essence(want)
-    if have is None:
-        issues = ["declared, not found on the form"]
-        if applied is not None:
-            issues.append("deleted outside this tool since it was last applied")
-        return WebhookDrift(
-            key,
-            DriftStatus.MISSING,
-            _three_way(after, None, applied),
-            tuple(issues),
-            tuple(FieldChange(f, None, v) for f, v in sorted(after.items())),
-            want.url,
-            checked_at,
-        )
-
-    # The same comparison as planner._plan_declared, so drift and plan cannot disagree.
-    secret_known = secret in (SecretStatus.IN_SYNC, SecretStatus.CHANGED)
-    before = live_essence(have, secret_known=secret_known)
-    diffs = list(field_changes(_compared(before), _compared(after)))
+    status = DriftStatus.MISSING if change.action is Action.CREATE else DriftStatus.DRIFTED
     issues = []
-    if diffs:
-        names = sorted({c.field.split(".")[0] for c in diffs})
-        issues.append(f"live differs from the manifest: {', '.join(names)}")
-    secret_drift = want.secret is not None and secret is not SecretStatus.IN_SYNC
-    if secret_drift:
-        diffs.append(FieldChange("secret", SENSITIVE if secret_known else None, SENSITIVE))
-        diffs.sort(key=lambda c: c.field)
-        issues.append(
-            "secret differs from the one last applied"
-            if secret is SecretStatus.CHANGED
-            else "secret not recorded in the state file: only applying it makes sure"
-        )
-    if not diffs:
-        return WebhookDrift(key, DriftStatus.IN_SYNC, None, (), (), have.url, checked_at)
-
-    cause = _three_way(after, before, applied)
-    if _disabled_by_typeform(before, applied):
-        issues.append(typeform_disabled_issue(have.url))
+    for reason in change.reasons:
+        text = reason_text((reason,), change.location)
+        if reason is Reason.LIVE_DIFFERS:
+            fields = sorted({c.field.split(".")[0] for c in change.changes if c.field != "secret"})
+            text += f": {', '.join(fields)}"
+        issues.append(text)
+    if change.action is Action.CREATE and applied is not None:
+        issues.append("deleted outside this tool since it was last applied")
+    if before is not None and after is not None and _disabled_by_typeform(before, applied):
+        issues.append(typeform_disabled_issue(str(before["url"])))
     return WebhookDrift(
-        key, DriftStatus.DRIFTED, cause, tuple(issues), tuple(diffs), have.url, checked_at
+        change.key,
+        status,
+        _three_way(after, before, applied),
+        tuple(issues),
+        change.changes,
+        url,
+        checked_at,
     )
 
 
@@ -381,41 +334,6 @@ def _disabled_by_typeform(live: Mapping[str, Any], applied: Mapping[str, Any] | 
     return _compared({**live, "enabled": True}) == applied
 
 
-def _judge_undeclared(
-    have: LiveWebhook,
-    applied: dict[str, Any] | None,
-    checked_at: str,
-    *,
-    owned_by_state: bool,
-    exclusive: bool,
-    prune: bool,
-) -> WebhookDrift:
-    key = have.key
-    if not (owned_by_state or exclusive):
-        return WebhookDrift(
-            key,
-            DriftStatus.UNMANAGED,
-            None,
-            ("not declared and not applied by this tool",),
-            (),
-            have.url,
-            checked_at,
-        )
-    why = (
-        "no longer declared; applied by this tool"
-        if owned_by_state
-        else "not declared on a form with ownership: exclusive"
-    )
-    issue = f"{why}: `reconcile apply --prune` deletes it"
-    if not prune:
-        return WebhookDrift(key, DriftStatus.UNMANAGED, None, (issue,), (), have.url, checked_at)
-    before = live_essence(have)
-    return WebhookDrift(
-        key,
-        DriftStatus.DRIFTED,
-        _three_way(None, before, applied),
-        (issue,),
-        tuple(FieldChange(f, v, None) for f, v in sorted(before.items())),
-        have.url,
-        checked_at,
-    )
+def _untouched(item: UntouchedWebhook, checked_at: str, *, prunable: bool) -> WebhookDrift:
+    issue = reason_text((item.reason,)) + (f"; {_PRUNE_HINT}" if prunable else "")
+    return WebhookDrift(item.key, DriftStatus.UNMANAGED, None, (issue,), (), item.url, checked_at)

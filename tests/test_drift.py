@@ -18,6 +18,7 @@ from reconciler.models import (
     EventTypes,
     FieldChange,
     LiveWebhook,
+    Location,
     Ownership,
     Presence,
     SecretRef,
@@ -101,7 +102,7 @@ def drift(
     live_forms: dict[tuple[str, str], list[LiveWebhook]],
     *,
     last: dict[WebhookKey, dict[str, Any]] | None = None,
-    managed: tuple[WebhookKey, ...] = (),
+    managed: dict[WebhookKey, str] | None = None,
     secrets: dict[WebhookKey, SecretStatus] | None = None,
     **kw: Any,
 ) -> DriftReport:
@@ -112,12 +113,17 @@ def drift(
     return detect_drift(
         state,
         refreshed,
-        managed=managed or tuple((last or {}).keys()),
+        managed=ids(last or {}) if managed is None else managed,
         last_applied=last or {},
         secrets=secrets or {},
         checked_at=NOW,
         **kw,
     )
+
+
+def ids(keys: Any) -> dict[WebhookKey, str]:
+    """The state's id for each key: the id ``have`` gives the live webhook."""
+    return {k: f"id-{k.form_id}-{k.tag}" for k in keys}
 
 
 def only(report: DriftReport) -> WebhookDrift:
@@ -160,7 +166,7 @@ def test_a_declared_webhook_whose_live_fields_differ_is_drifted_with_field_chang
 def test_a_webhook_declared_absent_but_still_live_is_drifted() -> None:
     row = only(drift(desired(want(state=Presence.ABSENT, url=None)), live(have())))
     assert row.status is DriftStatus.DRIFTED
-    assert row.issues == ("declared state: absent, still live",)
+    assert row.issues == ("declared state: absent",)
     assert FieldChange("url", URL, None) in row.changes
 
 
@@ -183,7 +189,8 @@ def test_an_applied_webhook_no_longer_declared_is_unmanaged_until_prune_is_asked
     row = only(drift(desired(), live(have()), last=last))
     assert row.status is DriftStatus.UNMANAGED
     assert row.issues == (
-        "no longer declared; applied by this tool: `reconcile apply --prune` deletes it",
+        "no longer declared; recorded in the state file as applied by this tool; "
+        "`reconcile apply --prune` deletes it",
     )
     pruned = only(drift(desired(), live(have()), last=last, prune=True))
     assert pruned.status is DriftStatus.DRIFTED
@@ -200,6 +207,31 @@ def test_an_undeclared_webhook_on_an_exclusive_form_is_drift_only_with_prune() -
     assert "ownership: exclusive" in stranger.issues[0]
     pruned = drift(state, forms, prune=True).webhooks[1]
     assert (pruned.status, pruned.cause) == (DriftStatus.DRIFTED, DriftCause.UNKNOWN)
+
+
+def test_a_webhook_re_created_outside_under_a_recorded_tag_is_unmanaged_even_with_prune() -> None:
+    row = only(
+        drift(
+            desired(), live(have()), last={key(): applied()}, managed={key(): "id-old"}, prune=True
+        )
+    )
+    assert row.status is DriftStatus.UNMANAGED
+    assert "re-created outside this tool" in row.issues[0]
+
+
+def test_a_renamed_webhook_shows_the_new_tag_missing_and_the_old_one_drifted() -> None:
+    state = desired(want(tag="new", previous_tags=("old",)))
+    report = drift(state, live(have(tag="old")), last={key(tag="old"): applied()})
+    new, old = (next(w for w in report.webhooks if w.key.tag == t) for t in ("new", "old"))
+    assert (new.status, new.cause) == (DriftStatus.MISSING, DriftCause.UNKNOWN)
+    assert (old.status, old.cause) == (DriftStatus.DRIFTED, DriftCause.NOT_APPLIED)
+    assert old.issues[0].startswith("renamed (previous_tags")
+
+
+def test_issues_name_the_manifest_location_of_the_declaration() -> None:
+    where = Location("manifests/hooks.yaml", 7, 7)
+    row = only(drift(desired(want(url=OTHER, location=where)), live(have())))
+    assert row.issues == ("live differs from the manifest (manifests/hooks.yaml:7:7): url",)
 
 
 # --------------------------------------------------------------------------- causes
@@ -276,7 +308,7 @@ def test_a_changed_secret_is_drift_not_applied_shown_sensitive_on_both_sides() -
     row = only(report)
     assert (row.status, row.cause) == (DriftStatus.DRIFTED, DriftCause.NOT_APPLIED)
     assert row.changes == (FieldChange("secret", SENSITIVE, SENSITIVE),)
-    assert row.issues == ("secret differs from the one last applied",)
+    assert row.issues == ("secret changed",)
     assert SECRET_VALUE not in json.dumps(report.to_json())
 
 
@@ -418,7 +450,7 @@ def test_a_declared_webhook_on_a_form_that_was_not_refreshed_is_left_out() -> No
     report = detect_drift(
         state,
         {("default", "F1"): []},
-        managed=(),
+        managed={},
         last_applied={},
         secrets={},
         checked_at=NOW,
@@ -454,7 +486,7 @@ _live = st.fixed_dictionaries({"url": st.sampled_from(_URLS), "enabled": st.bool
 _slot = st.tuples(
     st.none() | _declared,
     st.none() | _live,
-    st.booleans(),  # managed / last applied recorded
+    st.sampled_from([None, "ours", "replaced"]),  # what the state file records
 )
 
 
@@ -465,11 +497,12 @@ _slot = st.tuples(
     prune=st.booleans(),
 )
 def test_drift_agrees_with_the_plan_for_every_webhook(
-    slots: dict[tuple[str, str], tuple[Any, Any, bool]], exclusive: bool, prune: bool
+    slots: dict[tuple[str, str], tuple[Any, Any, str | None]], exclusive: bool, prune: bool
 ) -> None:
     wants: list[DesiredWebhook] = []
     haves: list[LiveWebhook] = []
     last: dict[WebhookKey, dict[str, Any]] = {}
+    managed: dict[WebhookKey, str] = {}
     secrets: dict[WebhookKey, SecretStatus] = {}
     for (form, tag), (d, lv, recorded) in slots.items():
         k = key(form, tag)
@@ -488,21 +521,22 @@ def test_drift_agrees_with_the_plan_for_every_webhook(
                 secrets[k] = d["secret"]
         if lv is not None:
             haves.append(have(form, tag, url=lv["url"], enabled=lv["enabled"]))
-        if recorded:
+        if recorded is not None:
             last[k] = applied()
+            # "replaced": the state's id is not the live one's (re-created outside the tool)
+            managed[k] = ids([k])[k] if recorded == "ours" else "id-recreated-outside"
     state = desired(*wants, ownership=Ownership.EXCLUSIVE if exclusive else Ownership.DECLARED)
     forms: dict[tuple[str, str], list[LiveWebhook]] = {("default", f): [] for f in _FORMS}
     forms.update(live(*haves))
-    ids = {w.key: w.id for hooks in forms.values() for w in hooks}
     plan = build_plan(
         state,
         forms,
-        managed={k: ids.get(k, "never-live") for k in last},
+        managed=managed,
         secrets=secrets,
         created_at=NOW,
         options=PlanOptions(prune=prune),
     )
-    report = drift(state, forms, last=last, managed=tuple(last), secrets=secrets, prune=prune)
+    report = drift(state, forms, last=last, managed=managed, secrets=secrets, prune=prune)
 
     planned = {c.key: c.action for c in plan.actions}
     for row in report.webhooks:

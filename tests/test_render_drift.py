@@ -64,7 +64,7 @@ def mixed_report() -> DriftReport:
     return detect_drift(
         state,
         live,
-        managed=tuple(last),
+        managed={k: f"id-{k.tag}" for k in last},
         last_applied=last,
         secrets={key("F2", "sec"): SecretStatus.CHANGED},
         checked_at=NOW,
