@@ -37,6 +37,7 @@ from reconciler.models import (
     DesiredState,
     EventTypes,
     FieldChange,
+    Plan,
     Reason,
     Target,
     UntouchedWebhook,
@@ -53,6 +54,7 @@ __all__ = [
     "DriftStatus",
     "WebhookDrift",
     "detect_drift",
+    "drift_from_plan",
     "typeform_disabled_issue",
 ]
 
@@ -246,6 +248,23 @@ def detect_drift(
         created_at=checked_at,
         options=PlanOptions(prune=prune, targets=tuple(targets)),
     )
+    return drift_from_plan(
+        plan, last_applied=last_applied, checked_at=checked_at, heal_suspended=heal_suspended
+    )
+
+
+def drift_from_plan(
+    plan: Plan,
+    *,
+    last_applied: Mapping[WebhookKey, Mapping[str, Any]],
+    checked_at: str,
+    heal_suspended: Collection[WebhookKey] = (),
+) -> DriftReport:
+    """The drift report of a plan already built: ``watch --heal`` plans once, reports and heals.
+
+    ``plan`` must come from ``build_plan`` over the same refresh (its ``targets`` become the
+    report's scope).
+    """
     suspended = frozenset(heal_suspended)
     rows = [
         _judge_change(c, _applied_essence(last_applied.get(c.key)), checked_at)
@@ -256,7 +275,7 @@ def detect_drift(
     return DriftReport(
         checked_at=checked_at,
         webhooks=tuple(replace(r, heal_suspended=True) if r.key in suspended else r for r in rows),
-        scope=tuple(str(t) for t in targets),
+        scope=tuple(str(t) for t in plan.targets),
     )
 
 
