@@ -1003,6 +1003,32 @@ class _Builder:
         for doc in set_docs:
             if not doc.broken:
                 self._webhook_set(doc, declared, first_set, first_hook)
+        self._check_renames(first_hook)
+
+    def _check_renames(self, declared: Mapping[WebhookKey, Location]) -> None:
+        """A previous tag names a webhook that no longer exists in the manifests, once."""
+        claimed: dict[WebhookKey, Location] = {}
+        for hook in (h for s in self.sets for h in s.webhooks):
+            for old in hook.previous_tags:
+                where = hook.location or Location("?", 0, 0)
+                previous = WebhookKey(hook.key.account, hook.key.form_id, old)
+                if old == hook.key.tag:
+                    self._error(where, f"previous_tags of {hook.key}: {old!r} is its own tag")
+                elif previous in declared:
+                    self._error(
+                        where,
+                        f"previous_tags of {hook.key}: {previous} is declared too, at "
+                        f"{declared[previous]} (a renamed webhook is declared only by its "
+                        "new tag)",
+                    )
+                elif previous in claimed:
+                    self._error(
+                        where,
+                        f"previous_tags of {hook.key}: {previous} is already the previous tag "
+                        f"of the webhook at {claimed[previous]}",
+                    )
+                else:
+                    claimed[previous] = where
 
     def _account(self, doc: _Doc, first: dict[str, Location]) -> None:
         name: str = doc.value["metadata"]["name"]
@@ -1104,6 +1130,7 @@ class _Builder:
                     set_name=name,
                     ownership=ownership,
                     location=location,
+                    previous_tags=tuple(entry.get("previous_tags", ())),
                 )
             )
         self.sets.append(

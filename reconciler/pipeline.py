@@ -47,6 +47,7 @@ from reconciler.events import (
 from reconciler.fingerprints import Fingerprinter
 from reconciler.logs import Redactor, redacting
 from reconciler.models import (
+    DEFAULT_ACCOUNT,
     Action,
     Change,
     DesiredState,
@@ -338,6 +339,8 @@ async def _make_plan(
     )
     for failure in refreshed.failures:
         run.events(AccountFailed(failure))
+    if not refreshed.failures:
+        _check_targets(options.targets, desired, state, refreshed.live)
     hashes = Fingerprinter(state.fingerprint_salt)
     await hashes.prepare(_to_verify(secrets, refreshed.live, state))
     result = build_plan(
@@ -415,15 +418,46 @@ def _check_binding(run: Run, desired: DesiredState, state: State, saved: Plan) -
 
 
 def _accounts_in_scope(
-    desired: DesiredState, state: State, targets: Sequence[Target], accounts: Sequence[str]
+    run: Run,
+    desired: DesiredState,
+    state: State,
+    targets: Sequence[Target],
+    accounts: Sequence[str],
 ) -> list[str]:
+    """The accounts to refresh; state entries of an account nothing declares are named."""
     names = set(forms_in_scope(desired, sorted(state.managed_keys()), targets, accounts=accounts))
     unknown = sorted(
         set(accounts) - set(desired.account_names()) - {k.account for k in state.webhooks}
     )
     if unknown:
         raise ConfigError(f"--account {', '.join(unknown)}: no WebhookSet or state entry uses it")
-    return sorted(names)
+    resolvable = {a.name for a in desired.accounts} | {DEFAULT_ACCOUNT}
+    for name in sorted(names - resolvable):
+        entries = ", ".join(str(k) for k in sorted(state.managed_keys(name)))
+        run.events(
+            Notice(
+                f"warning: the state records webhooks of account '{name}', which no Account "
+                f"document declares, so they cannot be refreshed or pruned: {entries}. Restore "
+                "its Account document, or `reconcile state rm` them."
+            )
+        )
+    return sorted(names & resolvable)
+
+
+def _check_targets(
+    targets: Sequence[Target], desired: DesiredState, state: State, live: LiveForms
+) -> None:
+    """A target that matches nothing is a typo, not an empty run (SPEC section 4)."""
+    known = [
+        *(w.key for w in desired.webhooks),
+        *state.webhooks,
+        *(w.key for hooks in live.values() for w in hooks),
+    ]
+    missing = [str(t) for t in targets if not any(t.matches(k) for k in known)]
+    if missing:
+        raise ConfigError(
+            f"--target {', '.join(missing)} matches no declared, state-owned or live webhook"
+        )
 
 
 async def plan(
@@ -444,7 +478,7 @@ async def plan(
         for warning in desired.warnings:
             run.events(Notice(warning.render()))
         state = run.store.load()
-        names = _accounts_in_scope(desired, state, options.targets, accounts)
+        names = _accounts_in_scope(run, desired, state, options.targets, accounts)
         async with open_clients(run, desired, names, read_only=True) as clients:
             planned = await _make_plan(
                 run,
@@ -508,7 +542,7 @@ async def _apply_locked(
     else:
         plan_options = PlanOptions(prune=options.prune, targets=options.targets)
         accounts = options.accounts
-    names = _accounts_in_scope(desired, state, plan_options.targets, accounts)
+    names = _accounts_in_scope(run, desired, state, plan_options.targets, accounts)
     if saved is not None:
         unused = sorted({c.key.account for c in saved.writes} - set(desired.account_names()))
         if unused:

@@ -79,8 +79,10 @@ _REASON_TEXT: dict[Reason, str] = {
         "its id differs from the one the state file recorded: it was re-created outside this "
         "tool, so it is not ours"
     ),
-    Reason.RENAMED: "renamed (previous_tags{where}): deleted once the new webhook exists",
-    Reason.RENAMED_FROM: "renamed from a previous tag, deleted after this write lands",
+    Reason.RENAMED: (
+        "the previous tag of a renamed webhook{where}: deleted once the new webhook exists"
+    ),
+    Reason.RENAMED_FROM: "renamed: the webhook under its previous tag is deleted once this exists",
     Reason.RENAMED_NOT_OURS: (
         "a previous tag of a renamed webhook, but not applied by this tool: left alone"
     ),

@@ -587,7 +587,11 @@ def test_saved_plan_reads_a_file_secret_relative_to_its_manifest_and_guards_it(
     plan_file = reconcile.root / "plan.json"
     assert reconcile("plan", "--out", str(plan_file), paths=relative).code == 0
     [row] = json.loads(plan_file.read_text(encoding="utf-8"))["actions"]
-    assert row["secret_ref"] == {"file": "intake.secret", "base_dir": "manifests"}
+    assert row["secret_ref"] == {
+        "file": "intake.secret",
+        "base_dir": "manifests",
+        "root": "manifests",
+    }
 
     secret_file.write_text(ROTATED + "\n", encoding="utf-8")
     refused = reconcile("apply", "--plan", str(plan_file), paths=relative)
