@@ -19,7 +19,9 @@ from reconciler import __version__
 from reconciler.commands.apply import apply
 from reconciler.commands.emulator import emulator
 from reconciler.commands.plan import plan
+from reconciler.commands.show import show
 from reconciler.commands.signature import ping, verify_signature
+from reconciler.commands.state import state
 from reconciler.commands.unlock import unlock
 from reconciler.commands.validate import validate
 from reconciler.errors import Interrupted, ReconcileError
@@ -36,7 +38,7 @@ def cli() -> None:
     """Typeform webhooks as code: validate manifests, plan, apply, detect drift."""
 
 
-for command in (validate, plan, apply, emulator, unlock, verify_signature, ping):
+for command in (validate, plan, apply, show, state, emulator, unlock, verify_signature, ping):
     cli.add_command(command)
 
 
