@@ -377,3 +377,25 @@ async def test_unknown_routes_and_methods_answer_in_typeform_shape(
     assert missing.json()["code"] == "NOT_FOUND"
     assert wrong_method.status_code == 405
     assert wrong_method.json()["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_listing_a_forms_webhooks_follows_creates_deletes_and_resets(
+    emulator: RunningEmulator,
+) -> None:
+    async with emulator.client() as client:
+        for form, tag in (("kyc0001", "a"), ("kyc0001", "b"), ("fdbk001", "a")):
+            await client.put(f"/forms/{form}/webhooks/{tag}", json={"url": "https://h.example/"})
+        await client.delete("/forms/kyc0001/webhooks/a")
+        await client.put("/forms/kyc0001/webhooks/a", json={"url": "https://h.example/again"})
+        kyc = (await client.get("/forms/kyc0001/webhooks")).json()["items"]
+        feedback = (await client.get("/forms/fdbk001/webhooks")).json()["items"]
+        await client.post("/_emulator/reset")
+        after_reset = (await client.get("/forms/kyc0001/webhooks")).json()["items"]
+        seeded = (await client.get("/forms/onbrd02/webhooks")).json()["items"]
+    assert [(h["tag"], h["url"]) for h in kyc] == [
+        ("b", "https://h.example/"),
+        ("a", "https://h.example/again"),
+    ]
+    assert [h["tag"] for h in feedback] == ["a"]
+    assert after_reset == []
+    assert [h["tag"] for h in seeded] == ["crm-sync"]

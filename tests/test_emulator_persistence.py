@@ -293,3 +293,14 @@ async def test_another_handles_compaction_is_picked_up_before_the_next_request(
         await a.delete("/forms/kyc0001/webhooks/t")
     assert [h["tag"] for h in both] == ["t", "u"]
     assert [h.tag for h in open_emulator(emulator_url).store.list_webhooks("kyc0001")] == ["u"]
+
+
+async def test_requests_counted_by_a_read_only_session_are_kept_for_the_next(
+    emulator_url: str,
+) -> None:
+    async with open_emulator(emulator_url).client() as client:
+        await client.get("/forms")
+        await client.get("/forms/onbrd01/webhooks")
+    stats = open_emulator(emulator_url).store.stats.to_json()
+    assert stats["total"] == 2
+    assert stats["routes"]["GET /forms"] == {"200": 1}

@@ -14,9 +14,12 @@ journal is left over, on close, and whenever the journal outgrows the snapshot -
 never costs more than reading the snapshot again.
 
 Several handles (processes) may share one file, one at a time: before each request a handle
-reads what others appended (``refresh``), skipping its own lines, or reloads everything when
-another handle compacted. Two processes writing at the same instant can lose one's write, as
-with any whole-file rewrite; the emulator is a test double, not a database.
+reads what others appended (``refresh``), or reloads everything when another handle compacted.
+When another handle appended between this one's catching up and its own append, the next
+catch-up reads this handle's own lines again too: replaying them in order is harmless, as
+each line holds a webhook's or the settings' whole new value. Two processes writing at the
+same instant can lose one's write, as with any whole-file rewrite; the emulator is a test
+double, not a database.
 
 This module writes only what the store gives it: digests of secrets and tokens, and a webhook's
 plaintext secret only in ``secret_echo: plain`` mode.
@@ -92,7 +95,7 @@ def _read_snapshot(path: Path) -> Mapping[str, Any]:
 
 
 def _read_journal(
-    path: Path, generation: str | None, *, offset: int = 0, skip_writer: str | None = None
+    path: Path, generation: str | None, *, offset: int = 0
 ) -> tuple[list[dict[str, Any]], int]:
     """The entries of ``generation`` from byte ``offset``; returns them and the offset after
     the last complete line (a torn last line is left for later, or for compaction)."""
@@ -117,8 +120,6 @@ def _read_journal(
             log.warning("%s: ignoring a line a crash cut short (line %d)", path, number)
             continue
         if not isinstance(entry, dict) or entry.get("g") != generation:
-            continue
-        if skip_writer is not None and entry.get("w") == skip_writer:
             continue
         entries.append(entry)
     return entries, offset + end
@@ -213,7 +214,6 @@ class StoreFile:
         self.journal = journal_path(path)
         self.store = store
         self._generation = generation
-        self._writer = secrets.token_hex(6)
         self._offset = 0
         self._snapshot_stamp: _Stamp | None = None
         self._journal_stamp: _Stamp | None = None
@@ -277,9 +277,7 @@ class StoreFile:
         if stamp.size < self._offset:
             self._load()
             return
-        entries, self._offset = _read_journal(
-            self.journal, self._generation, offset=self._offset, skip_writer=self._writer
-        )
+        entries, self._offset = _read_journal(self.journal, self._generation, offset=self._offset)
         _replay(self.store, entries, self.journal)
         self._journal_stamp = stamp
 
@@ -299,7 +297,7 @@ class StoreFile:
             return
         lines = b"".join(
             json.dumps(
-                {"g": self._generation, "w": self._writer, **entry},
+                {"g": self._generation, **entry},
                 ensure_ascii=False,
                 separators=(",", ":"),
             ).encode("utf-8")
