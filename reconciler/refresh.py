@@ -19,7 +19,7 @@ import anyio
 
 from reconciler.client import TypeformClient
 from reconciler.errors import FormNotFoundError, ReconcileError
-from reconciler.models import DesiredState, LiveWebhook, Location, WebhookKey
+from reconciler.models import DEFAULT_ACCOUNT, DesiredState, LiveWebhook, Location, WebhookKey
 from reconciler.planner import LiveForms, Target, in_targets
 
 __all__ = ["AccountFailure", "Refreshed", "forms_in_scope", "refresh"]
@@ -75,12 +75,19 @@ def forms_in_scope(
     *,
     accounts: Sequence[str] = (),
 ) -> dict[str, list[str]]:
-    """Per account, every form declared or holding a webhook the state says is ours, sorted."""
+    """Per account, every form declared, holding a webhook the state says is ours, or named by a
+    target (so a target can reach an unmanaged webhook), sorted."""
     scope: dict[str, set[str]] = defaultdict(set)
     wanted = set(accounts)
-    for key in [*(h.key for h in desired.webhooks), *owned]:
+    keys = [*(h.key for h in desired.webhooks), *owned]
+    for key in keys:
         if in_targets(key, targets) and (not wanted or key.account in wanted):
             scope[key.account].add(key.form_id)
+    used = sorted({k.account for k in keys} | {DEFAULT_ACCOUNT})
+    for target in targets:
+        for account in [target.account] if target.account else used:
+            if not wanted or account in wanted:
+                scope[account].add(target.form_id)
     return {account: sorted(forms) for account, forms in sorted(scope.items())}
 
 
