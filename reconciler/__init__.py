@@ -25,12 +25,15 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
-    from reconciler.api import apply, load, plan
+    from reconciler.api import apply, drift, load, plan
+    from reconciler.drift_report import DriftReport
     from reconciler.models import Action, DesiredState, Operation, Plan, Reason, Target
     from reconciler.pipeline import ApplyResult, PlanResult, Run, Settings
 
 _WHERE = {
     "apply": "api",
+    "drift": "api",
+    "DriftReport": "drift_report",
     "load": "api",
     "plan": "api",
     "Action": "models",
@@ -61,6 +64,7 @@ __all__ = [
     "Action",
     "ApplyResult",
     "DesiredState",
+    "DriftReport",
     "Operation",
     "Plan",
     "PlanResult",
@@ -70,6 +74,7 @@ __all__ = [
     "Target",
     "__version__",
     "apply",
+    "drift",
     "load",
     "plan",
 ]

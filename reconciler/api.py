@@ -26,6 +26,7 @@ from pathlib import Path
 import anyio
 
 from reconciler.credentials import secret_dirs_from
+from reconciler.drift_report import DriftReport
 from reconciler.errors import ConfigError
 from reconciler.events import EventSink, ignore
 from reconciler.manifests import load_desired
@@ -34,18 +35,20 @@ from reconciler.pipeline import (
     ApplyOptions,
     ApplyResult,
     Approve,
+    DriftOptions,
     PlanResult,
     Run,
     Settings,
 )
 from reconciler.pipeline import apply as run_apply
+from reconciler.pipeline import drift as run_drift
 from reconciler.pipeline import plan as run_plan
 from reconciler.planfile import read_plan, write_plan
 from reconciler.planner import DEFAULT_MAX_DELETES, PlanOptions
 from reconciler.records import DEFAULT_RECORDS_PATH
 from reconciler.state import open_state_store
 
-__all__ = ["DEFAULT_PATHS", "DEFAULT_STATE", "apply", "load", "parse_targets", "plan"]
+__all__ = ["DEFAULT_PATHS", "DEFAULT_STATE", "apply", "drift", "load", "parse_targets", "plan"]
 
 DEFAULT_PATHS: tuple[str, ...] = ("manifests/",)
 DEFAULT_STATE = ".reconcile/state.json"
@@ -220,3 +223,38 @@ async def apply(
         ),
         saved=saved,
     )
+
+
+async def drift(
+    paths: Paths | None = None,
+    *,
+    api_url: str | None = None,
+    state: str | os.PathLike[str] | None = None,
+    prune: bool = False,
+    targets: Iterable[str | Target] = (),
+    accounts: Iterable[str] = (),
+    rate: float | None = None,
+    request_timeout: float = 30.0,
+    secret_dirs: Iterable[str | os.PathLike[str]] = (),
+    environ: Mapping[str, str] | None = None,
+    events: EventSink | None = None,
+) -> DriftReport:
+    """Report drift, like ``reconcile drift``: read-only (its clients can only send GET).
+
+    ``report.to_json()`` is the JSON report; ``report.exits()`` the CLI's exit code (0 in sync,
+    2 drift). An account that cannot be read raises ``RefreshError``.
+    """
+    desired = await load(paths, environ=environ)
+    run = _run(
+        state=state,
+        api_url=api_url,
+        rate=rate,
+        request_timeout=request_timeout,
+        lock_timeout=0,
+        environ=environ,
+        events=events,
+        approve=None,
+        secret_dirs=secret_dirs,
+    )
+    options = DriftOptions(prune=prune, targets=parse_targets(targets), accounts=tuple(accounts))
+    return await run_drift(run, desired, options)

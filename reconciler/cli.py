@@ -17,6 +17,7 @@ import click
 
 from reconciler import __version__
 from reconciler.commands.apply import apply
+from reconciler.commands.drift import drift
 from reconciler.commands.emulator import emulator
 from reconciler.commands.plan import plan
 from reconciler.commands.show import show
@@ -24,6 +25,7 @@ from reconciler.commands.signature import ping, verify_signature
 from reconciler.commands.state import state
 from reconciler.commands.unlock import unlock
 from reconciler.commands.validate import validate
+from reconciler.commands.watch import watch
 from reconciler.errors import Interrupted, ReconcileError
 
 EXIT_OK = 0
@@ -38,7 +40,19 @@ def cli() -> None:
     """Typeform webhooks as code: validate manifests, plan, apply, detect drift."""
 
 
-for command in (validate, plan, apply, show, state, emulator, unlock, verify_signature, ping):
+for command in (
+    validate,
+    plan,
+    apply,
+    drift,
+    watch,
+    show,
+    state,
+    emulator,
+    unlock,
+    verify_signature,
+    ping,
+):
     cli.add_command(command)
 
 

@@ -313,6 +313,7 @@ class TypeformClient:
         pacer: Pacer | None = None,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        on_response: Callable[[str, int | str], None] | None = None,
     ) -> None:
         if not token or not token.strip():
             raise ConfigError(
@@ -335,6 +336,7 @@ class TypeformClient:
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()  # jitter, not cryptography
+        self._on_response = on_response
         self._pacer = pacer or Pacer(rate=rate, concurrency=concurrency, clock=clock, sleep=sleep)
         if self._pacer.rate > DEFAULT_RATE:
             log.warning(
@@ -511,6 +513,11 @@ class TypeformClient:
                     self.metrics.last_end = self._clock()
 
             outcome = str(response.status_code) if response is not None else _name(failure)
+            if self._on_response is not None:
+                # Every attempt, for metrics: its HTTP status, or "error" when none came back.
+                self._on_response(
+                    self.account, response.status_code if response is not None else "error"
+                )
             if response is not None and 200 <= response.status_code < 300:
                 log.debug("%s attempt %d/%d: %s", route, attempt, max_attempts, outcome)
                 return response, attempt

@@ -19,6 +19,7 @@ file involved and what to do, and never contain a token, a secret or request hea
     │   └── UnsafePlanError                 too many deletions, or would empty an account
     ├── ApplyError                          one or more writes failed (the results are attached)
     ├── LocalWriteError                     state or records could not be written after API writes
+    ├── RefreshError        (from the accounts) drift could not read every account
     └── APIError                            anything the Typeform API (or the way to it) said
         ├── AuthenticationError  systemic   401 / 403: token missing, wrong, or lacking scope
         ├── NotFoundError
@@ -56,6 +57,7 @@ __all__ = [
     "PlanError",
     "RateLimitedError",
     "ReconcileError",
+    "RefreshError",
     "SecretResolutionError",
     "ServerError",
     "StalePlanError",
@@ -123,6 +125,22 @@ class ApplyError(ReconcileError):
     def __init__(self, message: str, results: Sequence[Any] = ()) -> None:
         super().__init__(message)
         self.results = tuple(results)
+
+
+class RefreshError(ReconcileError):
+    """Some accounts could not be refreshed, so no complete report can be made.
+
+    ``transient`` and ``retry_after`` summarise the accounts' errors: ``watch`` backs off and
+    tries again when every failure may pass, and stops when one cannot (a refused token).
+    """
+
+    def __init__(
+        self, message: str, *, transient: bool, systemic: bool, retry_after: float | None
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.systemic = systemic
+        self.retry_after = retry_after
 
 
 class LocalWriteError(ReconcileError):

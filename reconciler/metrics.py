@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
-    from reconciler.drift import DriftReport
+    from reconciler.drift_report import DriftReport
 
 __all__ = ["CYCLE_BUCKETS", "WEBHOOK_STATUSES", "Metrics", "MetricsServer", "is_loopback"]
 

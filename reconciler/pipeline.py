@@ -2,7 +2,9 @@
 
     Run(settings, state store, environment, endpoints, clock, approve, events)
       ├─ plan(run, desired, options)            -> PlanResult
-      └─ apply(run, desired, options, saved)    -> ApplyResult
+      ├─ apply(run, desired, options, saved)    -> ApplyResult
+      ├─ drift(run, desired, options)           -> DriftReport   (a client that only sends GET)
+      └─ cycle(run, desired, options)           -> CycleResult   (drift, then heal: watch loops it)
 
 Everything the outside provides is in ``Run``: the CLI builds one from flags, a test from
 fixtures, a user's script from keywords (``reconciler.api``). This module never prints, never
@@ -27,10 +29,12 @@ from typing import Any
 from reconciler.applier import ApplyOutcome, Outcome, adopt, apply_plan
 from reconciler.client import TypeformClient
 from reconciler.credentials import resolve_secret
+from reconciler.drift_report import DriftReport, drift_from_plan
 from reconciler.errors import (
     ConfigError,
     LocalWriteError,
     PlanError,
+    RefreshError,
     SecretResolutionError,
     StalePlanError,
 )
@@ -71,14 +75,20 @@ from reconciler.refresh import AccountFailure, Refreshed, forms_in_scope, refres
 from reconciler.render import plan_to_json
 from reconciler.state import State, StateStore
 from reconciler.transports import EndpointResolver, account_api_url, default_resolver
+from reconciler.watch import HealLimiter
 
 __all__ = [
     "ApplyOptions",
     "ApplyResult",
+    "CycleOptions",
+    "CycleResult",
+    "DriftOptions",
     "PlanResult",
     "Run",
     "Settings",
     "apply",
+    "cycle",
+    "drift",
     "plan",
     "timestamp",
 ]
@@ -125,6 +135,8 @@ class Run:
     """Asked before any write unless ``auto_approve``; ``None`` refuses (nobody to ask)."""
     run_id: str = field(default_factory=new_run_id)
     redactor: Redactor = field(default_factory=Redactor)
+    on_response: Callable[[str, int | str], None] | None = None
+    """Called with (account, HTTP status or ``"error"``) after every request attempt."""
 
     def now(self) -> str:
         return timestamp(self.clock())
@@ -140,6 +152,33 @@ class ApplyOptions:
     atomic: bool = False
     auto_approve: bool = False
     records: Path = DEFAULT_RECORDS_PATH
+    skip: frozenset[WebhookKey] = frozenset()
+    """Webhooks left as they are this time (``watch --heal`` past its heal limit)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftOptions:
+    prune: bool = False
+    targets: tuple[Target, ...] = ()
+    accounts: tuple[str, ...] = ()
+    heal_suspended: frozenset[WebhookKey] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CycleOptions:
+    """One ``watch`` cycle: drift, then (with ``heal``) apply under every guard of ``apply``."""
+
+    drift: DriftOptions = field(default_factory=DriftOptions)
+    heal: bool = False
+    apply: ApplyOptions = field(default_factory=lambda: ApplyOptions(auto_approve=True))
+    limiter: HealLimiter | None = None
+    """Corrections per webhook per hour; past it a webhook is ``heal_suspended``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    report: DriftReport
+    healed: ApplyResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +262,7 @@ async def open_clients(
                     transport=endpoint.transport,
                     timeout=run.settings.request_timeout,
                     read_only=read_only,
+                    on_response=run.on_response,
                 )
             )
         yield clients
@@ -492,6 +532,80 @@ async def plan(
         return planned.result
 
 
+# --------------------------------------------------------------------------- drift
+
+
+async def drift(
+    run: Run, desired: DesiredState, options: DriftOptions | None = None
+) -> DriftReport:
+    """Refresh like ``plan`` and report drift; read-only by construction (GET-only clients).
+
+    Raises ``RefreshError`` when an account cannot be read: a report missing an account would
+    say "in sync" about webhooks nobody looked at.
+    """
+    options = options or DriftOptions()
+    with redacting(run.redactor):
+        for warning in desired.warnings:
+            run.events(Notice(warning.render()))
+        state = run.store.load()
+        names = _accounts_in_scope(run, desired, state, options.targets, options.accounts)
+        async with open_clients(run, desired, names, read_only=True) as clients:
+            planned = await _make_plan(
+                run,
+                desired,
+                state,
+                clients,
+                PlanOptions(prune=options.prune, targets=options.targets),
+                options.accounts,
+                with_fingerprints=False,
+            )
+        failures = planned.result.failures
+        if failures:
+            raise RefreshError(
+                "; ".join(f.message() for f in failures),
+                transient=all(f.transient for f in failures),
+                systemic=any(f.systemic for f in failures),
+                retry_after=max((f.retry_after or 0.0 for f in failures), default=0.0) or None,
+            )
+        return drift_from_plan(
+            planned.result.plan,
+            last_applied={k: e.applied for k, e in state.webhooks.items() if e.applied},
+            checked_at=run.now(),
+            heal_suspended=options.heal_suspended,
+        )
+
+
+async def cycle(run: Run, desired: DesiredState, options: CycleOptions) -> CycleResult:
+    """One level-based watch cycle: report drift, then heal what the heal limit still allows.
+
+    Healing is an ``apply`` (under the lock, every guard, records) that leaves alone the
+    webhooks corrected too often lately: those are reported ``heal_suspended``, so a receiver
+    that keeps getting disabled is not re-enabled forever.
+    """
+    limiter = options.limiter
+    suspended = limiter.suspended() if limiter is not None else frozenset()
+    report = await drift(run, desired, replace(options.drift, heal_suspended=suspended))
+    if not options.heal or not any(w.is_drift for w in report.webhooks):
+        return CycleResult(report)
+    drifted = {w.key for w in report.webhooks if w.is_drift}
+    held = frozenset(k for k in drifted if limiter is not None and not limiter.allow(k))
+    if held - suspended:
+        report = replace(
+            report,
+            webhooks=tuple(
+                replace(w, heal_suspended=True) if w.key in held else w for w in report.webhooks
+            ),
+        )
+    if not drifted - held:
+        return CycleResult(report)
+    healed = await apply(run, desired, replace(options.apply, auto_approve=True, skip=held))
+    if limiter is not None:
+        for row in healed.rows:
+            if row.success:
+                limiter.record(row.key)
+    return CycleResult(report, healed)
+
+
 # --------------------------------------------------------------------------- apply
 
 
@@ -575,6 +689,15 @@ async def _apply_locked(
             the_plan = fresh
         else:
             the_plan = fresh
+        if options.skip:
+            the_plan = replace(
+                the_plan,
+                actions=tuple(
+                    c
+                    for c in the_plan.actions
+                    if c.action is Action.NOOP or c.key not in options.skip
+                ),
+            )
         run.events(PlanReady(the_plan))
         check_safety(
             the_plan,

@@ -12,10 +12,11 @@ from typing import Any
 import anyio
 
 from reconciler import api
+from reconciler.drift_report import DriftReport
 from reconciler.models import DesiredState
 from reconciler.pipeline import ApplyResult, PlanResult
 
-__all__ = ["apply", "load", "plan"]
+__all__ = ["apply", "drift", "load", "plan"]
 
 
 def load(*args: Any, **kwargs: Any) -> DesiredState:
@@ -31,3 +32,8 @@ def plan(*args: Any, **kwargs: Any) -> PlanResult:
 def apply(*args: Any, **kwargs: Any) -> ApplyResult:
     """``reconciler.apply`` without ``await``."""
     return anyio.run(functools.partial(api.apply, *args, **kwargs))
+
+
+def drift(*args: Any, **kwargs: Any) -> DriftReport:
+    """``reconciler.drift`` without ``await``."""
+    return anyio.run(functools.partial(api.drift, *args, **kwargs))

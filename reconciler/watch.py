@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from reconciler.drift import DRIFT_FORMAT_VERSION, DriftReport
+from reconciler.drift_report import DRIFT_FORMAT_VERSION, DriftReport
 from reconciler.errors import ConfigError, ReconcileError
 from reconciler.fileio import write_json_atomic
 from reconciler.models import WebhookKey

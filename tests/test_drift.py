@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.drift import (
+from reconciler.drift_report import (
     DriftCause,
     DriftReport,
     DriftStatus,

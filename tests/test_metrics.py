@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.drift import DriftCause, DriftReport, DriftStatus, WebhookDrift
+from reconciler.drift_report import DriftCause, DriftReport, DriftStatus, WebhookDrift
 from reconciler.errors import ConfigError
 from reconciler.metrics import Metrics, MetricsServer, is_loopback
 from reconciler.models import WebhookKey

@@ -7,7 +7,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from reconciler.drift import DriftCause, DriftReport, DriftStatus, WebhookDrift, detect_drift
+from reconciler.drift_report import DriftCause, DriftReport, DriftStatus, WebhookDrift, detect_drift
 from reconciler.models import (
     DEFAULT_ACCOUNT,
     SENSITIVE,

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from reconciler.drift import DriftReport, DriftStatus, WebhookDrift
+from reconciler.drift_report import DriftReport, DriftStatus, WebhookDrift
 from reconciler.errors import (
     AuthenticationError,
     ConfigError,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 
@@ -164,3 +165,28 @@ _WRITE_OPTIONS = [
         help="Wait this long for another apply's lock instead of failing at once.",
     ),
 ]
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """``30s``, ``5m``, ``1h30m`` or plain seconds (``90``) -> seconds, as a float."""
+
+    name = "DUR"
+    _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+    _UNIT: ClassVar[dict[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            text = str(value).strip().lower()
+            if re.fullmatch(r"\d+(?:\.\d+)?", text):
+                seconds = float(text)
+            elif re.fullmatch(rf"(?:{self._PART.pattern})+", text):
+                seconds = sum(float(n) * self._UNIT[u] for n, u in self._PART.findall(text))
+            else:
+                self.fail(f"{value!r} is not a duration: use e.g. 30s, 5m, 1h30m", param, ctx)
+        if not seconds > 0:
+            self.fail(f"{value!r}: a duration must be positive", param, ctx)
+        return seconds
