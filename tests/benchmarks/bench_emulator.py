@@ -8,8 +8,12 @@ Three measurements through the in-process transport (``emulator:PATH``, as the C
 * ``GET /forms/{id}/webhooks`` on an account of 50,000 webhooks on 10,000 forms (a scan of every
   webhook per read makes this grow with the account; an index by form keeps it flat).
 
-Prints a table (milliseconds). Uses only the emulator's public API, so the same script measures
-an older checkout: ``PYTHONPATH=/path/to/old/checkout python tests/benchmarks/bench_emulator.py``.
+Prints a table (milliseconds). Targets: a PUT on the big account costs at most
+``MAX_SIZE_FACTOR`` times one on the demo account, and a read of one form's webhooks at most
+``MAX_GET_MS``; exit code 1 when either is missed (before the journal and the index: ~190x and
+~3 ms on the machine that set them). Uses only the emulator's public API, so the same script
+measures an older checkout:
+``PYTHONPATH=/path/to/old/checkout python tests/benchmarks/bench_emulator.py``.
 
 Run: ``python tests/benchmarks/bench_emulator.py [--puts N] [--big-puts N] [--gets N]``.
 """
@@ -17,6 +21,7 @@ Run: ``python tests/benchmarks/bench_emulator.py [--puts N] [--big-puts N] [--ge
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +41,8 @@ from reconciler.emulator.seed import SeedForm, SeedWebhook, SeedWorkspace
 FORMS = 10_000
 WEBHOOKS = 50_000
 UNTHROTTLED = 1e9
+MAX_SIZE_FACTOR = 5.0
+MAX_GET_MS = 1.0
 
 
 def big_seed(forms: int = FORMS, webhooks: int = WEBHOOKS) -> Seed:
@@ -57,18 +64,22 @@ def big_seed(forms: int = FORMS, webhooks: int = WEBHOOKS) -> Seed:
     )
 
 
-async def puts_in_process(path: Path, count: int, form_id: str) -> float:
-    """Seconds for ``count`` PUTs (creates) through one in-process handle, close included."""
+async def puts_in_process(path: Path, count: int, form_id: str) -> tuple[float, float]:
+    """Seconds for ``count`` PUTs (creates) through one in-process handle, and for closing it
+    (which may write a last snapshot)."""
     emulated = open_emulator(f"emulator:{path}")
+    client = emulated.client()
     started = time.perf_counter()
-    async with emulated.client() as client:
-        for i in range(count):
-            response = await client.put(
-                f"/forms/{form_id}/webhooks/bench-{i}",
-                json={"url": f"https://hooks.example.com/bench/{i}", "enabled": True},
-            )
-            assert response.status_code == 200, response.text
-    return time.perf_counter() - started
+    for i in range(count):
+        response = await client.put(
+            f"/forms/{form_id}/webhooks/bench-{i}",
+            json={"url": f"https://hooks.example.com/bench/{i}", "enabled": True},
+        )
+        assert response.status_code == 200, response.text
+    puts = time.perf_counter() - started
+    started = time.perf_counter()
+    await client.aclose()
+    return puts, time.perf_counter() - started
 
 
 async def gets_big(store: EmulatorStore, count: int) -> float:
@@ -101,8 +112,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         small = Path(tmp) / "small" / "emulator.json"
         configure(small, rate=UNTHROTTLED)
-        seconds = anyio.run(puts_in_process, small, args.puts, "kyc0001")
+        seconds, closing = anyio.run(puts_in_process, small, args.puts, "kyc0001")
+        small_put = seconds / args.puts
         rows.append(("PUT, demo account, persisted", args.puts, seconds))
+        rows.append(("  then close the handle", 1, closing))
 
         started = time.perf_counter()
         seed = big_seed()
@@ -120,15 +133,28 @@ def main() -> None:
         open_emulator(f"emulator:{big}")
         rows.append(("open 50k-webhook account", 1, time.perf_counter() - started))
 
-        seconds = anyio.run(puts_in_process, big, args.big_puts, "f000000")
+        seconds, closing = anyio.run(puts_in_process, big, args.big_puts, "f000000")
+        big_put = seconds / args.big_puts
         rows.append(("PUT, 50k-webhook account, persisted", args.big_puts, seconds))
+        rows.append(("  then close the handle", 1, closing))
 
         seconds = anyio.run(gets_big, store, args.gets)
+        get_ms = 1000 * seconds / args.gets
         rows.append(("GET /forms/{id}/webhooks, 50k webhooks", args.gets, seconds))
 
     print(f"{'measurement':<42} {'n':>6} {'total s':>9} {'per op ms':>10}")
     for name, n, total in rows:
         print(f"{name:<42} {n:>6} {total:>9.3f} {1000 * total / n:>10.3f}")
+    factor = big_put / small_put
+    print(
+        f"PUT cost, 50k-webhook account / demo account: {factor:.1f}x "
+        f"(target <= {MAX_SIZE_FACTOR:g}x)"
+    )
+    print(
+        f"GET /forms/{{id}}/webhooks on 50k webhooks: {get_ms:.3f} ms (target <= {MAX_GET_MS:g} ms)"
+    )
+    if factor > MAX_SIZE_FACTOR or get_ms > MAX_GET_MS:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
