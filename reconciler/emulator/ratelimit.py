@@ -1,11 +1,13 @@
-"""Per-token rate limiting for the emulator: Typeform's 2 requests per second, as a token bucket.
+"""Per-account rate limiting for the emulator: Typeform's 2 requests per second, a token bucket.
 
-Each bearer token gets a bucket of ``burst`` tokens refilled at ``rate`` per second; a request
-that finds the bucket empty is refused with the number of whole seconds to wait (``Retry-After``
-is an integer, and never 0: "retry after 0 seconds" invites a hot loop). The clock is injected
-so tests step time instead of sleeping.
+Each key gets a bucket of ``burst`` tokens refilled at ``rate`` per second; the app keys buckets
+by account (tokens granted to one account share its bucket) or, when no token is configured, by
+bearer token (each token its own account). A request that finds the bucket empty is refused
+with the number of whole seconds to wait (``Retry-After`` is an integer, and never 0: "retry
+after 0 seconds" invites a hot loop). The clock is injected so tests step time instead of
+sleeping.
 
-Buckets are keyed by a digest of the token, never the token itself, so nothing here can leak it.
+Buckets are keyed by a digest of the key, never a token itself, so nothing here can leak one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class _Bucket:
 
 
 class TokenBucketLimiter:
-    """Token buckets keyed by bearer token. ``acquire`` returns ``None`` or seconds to wait."""
+    """Token buckets by key. ``acquire`` returns ``None`` or seconds to wait."""
 
     def __init__(self, *, rate: float, burst: int, clock: Callable[[], float]) -> None:
         if rate <= 0:
@@ -37,9 +39,9 @@ class TokenBucketLimiter:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
-    def acquire(self, token: str) -> int | None:
-        """Take one token for ``token``'s bucket; on refusal, the ``Retry-After`` in seconds."""
-        key = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    def acquire(self, bucket_key: str) -> int | None:
+        """Take one token from ``bucket_key``'s bucket; on refusal, ``Retry-After`` in seconds."""
+        key = hashlib.sha256(bucket_key.encode("utf-8")).hexdigest()
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
