@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 DEFAULT_API_URL = "https://api.typeform.com"
-EMULATOR_TOKEN = "emulator"  # the in-process emulator accepts any non-empty bearer token
+EMULATOR_TOKEN = "in-process-emulator-needs-no-token"
+"""Sent to the in-process emulator when no token is set (it accepts any non-empty one)."""
 _EMULATOR_SCHEME = "emulator:"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from reconciler.applier import Outcome
 from reconciler.commands._options import (
     Duration,
     api_options,
@@ -23,17 +24,17 @@ from reconciler.commands._options import (
     resolve_paths,
     write_options,
 )
-from reconciler.commands._runtime import CliEvents, environ, run_async, setup_logging
+from reconciler.commands._runtime import environ, run_async, setup_logging
 from reconciler.credentials import secret_dirs_from
 from reconciler.drift_report import DriftReport
 from reconciler.errors import Interrupted, ReconcileError
-from reconciler.events import Event, WriteDone
+from reconciler.events import Event, LockTakenOver, Notice, WriteDone
 from reconciler.manifests import load_desired
 from reconciler.metrics import Metrics, MetricsServer
 from reconciler.pipeline import ApplyOptions, CycleOptions, DriftOptions, Run, Settings, cycle
 from reconciler.render_drift import drift_summary_line
 from reconciler.state import open_state_store
-from reconciler.watch import HealLimiter, ReportDir, watch_loop
+from reconciler.watch import Backoff, HealLimiter, ReportDir, watch_loop
 
 
 @click.command(
@@ -119,13 +120,17 @@ def watch(
         limiter=limiter,
     )
     left: list[int] = []  # the last cycle's unhealed drift, for --once's exit code
-    cli_events = CliEvents(writes_to_stderr=True)
 
     def events(event: Event) -> None:
-        cli_events(event)
+        # A failed account is reported once, as the cycle's failure; progress is not shown.
         if isinstance(event, WriteDone):
             result = "success" if event.outcome.success else "failure"
             metrics.count_heal(event.outcome.operation.value, result)
+            say.write(event.outcome)
+        elif isinstance(event, Notice):
+            say.note(event.message)
+        elif isinstance(event, LockTakenOver):
+            say.note(f"took over the lock left by {event.holder}")
 
     def count(account: str, code: int | str) -> None:
         metrics.count_request(account, code)
@@ -172,6 +177,8 @@ def watch(
             on_report=on_report,
             on_error=on_error,
             on_cycle=on_cycle,
+            # An outage is retried sooner than 5 s only when the interval itself is shorter.
+            backoff=Backoff(initial=min(interval, 5.0), cap=max(300.0, interval)),
         )
 
     server: MetricsServer | None = None
@@ -219,6 +226,19 @@ class _Announcer:
         self._emit(
             f"cycle failed: {exc} (retrying in {delay:.0f}s; the report is marked stale)",
             {"event": "cycle_failed", "error": str(exc), "retry_in_s": round(delay, 1)},
+        )
+
+    def write(self, row: Outcome) -> None:
+        verb = row.operation.past if row.success else f"{row.operation.value} FAILED"
+        self._emit(
+            f"heal: {row.key}: {verb}" + (f": {row.error}" if row.error else ""),
+            {
+                "event": "heal",
+                "address": str(row.key),
+                "operation": row.operation.value,
+                "success": row.success,
+                "error": row.error,
+            },
         )
 
     def note(self, text: str) -> None:
