@@ -49,6 +49,7 @@ from reconciler.events import (
     ignore,
 )
 from reconciler.fingerprints import Fingerprinter
+from reconciler.lock import describe_holder
 from reconciler.logs import Redactor, redacting
 from reconciler.models import (
     DEFAULT_ACCOUNT,
@@ -338,11 +339,13 @@ def secret_statuses(
     return statuses
 
 
-def _to_verify(secrets: Mapping[WebhookKey, str], live: LiveForms, state: State) -> list[str]:
-    """The secrets whose comparison needs the slow hash (no plain echo settles them)."""
+def _to_verify(
+    secrets: Mapping[WebhookKey, str], live: LiveForms, state: State
+) -> list[tuple[str, str]]:
+    """(secret, recorded fingerprint) pairs that need a slow hash (no plain echo settles them)."""
     echoed = {w.key: w.secret for hooks in live.values() for w in hooks if w.secret}
     return [
-        value
+        (value, entry.secret_fingerprint)
         for key, value in secrets.items()
         if echoed.get(key) != value
         and (entry := state.get(key)) is not None
@@ -382,7 +385,7 @@ async def _make_plan(
     if not refreshed.failures:
         _check_targets(options.targets, desired, state, refreshed.live)
     hashes = Fingerprinter(state.fingerprint_salt)
-    await hashes.prepare(_to_verify(secrets, refreshed.live, state))
+    await hashes.prepare_matches(_to_verify(secrets, refreshed.live, state))
     result = build_plan(
         desired,
         refreshed.live,
@@ -628,16 +631,9 @@ async def apply(
         run.store.check_writable()
         writer = RecordWriter(options.records)
         with run.store.lock(command="apply", timeout=run.settings.lock_timeout) as lock, writer:
-            previous = getattr(lock, "previous_holder", None)
-            if previous is not None:
-                run.events(LockTakenOver(_describe_holder(previous)))
+            if lock.previous_holder is not None:
+                run.events(LockTakenOver(describe_holder(lock.previous_holder)))
             return await _apply_locked(run, desired, options, saved, writer)
-
-
-def _describe_holder(holder: Any) -> str:
-    from reconciler.lock import describe_holder
-
-    return describe_holder(holder)
 
 
 async def _apply_locked(

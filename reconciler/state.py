@@ -43,8 +43,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
-from reconciler import fingerprints as _fingerprints
-from reconciler import lock as _lock
 from reconciler.errors import ConfigError, StateError
 from reconciler.fileio import resolve_symlinks, write_atomic
 from reconciler.fingerprints import valid_salt
@@ -63,43 +61,6 @@ __all__ = [
     "open_state_store",
     "save_state",
 ]
-__all__ += [  # Compatibility: removed once callers import from lock/fingerprints.
-    "FINGERPRINT_COST",
-    "ApplyLock",
-    "FingerprintCache",
-    "LockHolder",
-    "LockInfo",
-    "LockInspection",
-    "LockStatus",
-    "ScryptCost",
-    "break_lock",
-    "describe_holder",
-    "fingerprint_secret",
-    "holder_path",
-    "inspect_lock",
-    "lock_path",
-    "pid_alive",
-    "read_holder",
-    "secret_matches",
-]
-
-# Compatibility: removed once callers import from lock/fingerprints.
-FINGERPRINT_COST = _fingerprints.FINGERPRINT_COST
-FingerprintCache = _fingerprints.FingerprintCache
-ScryptCost = _fingerprints.ScryptCost
-fingerprint_secret = _fingerprints.fingerprint_secret
-secret_matches = _fingerprints.secret_matches
-LockHolder = _lock.LockHolder
-LockInspection = _lock.LockInspection
-LockStatus = _lock.LockStatus
-break_lock = _lock.break_lock
-describe_holder = _lock.describe_holder
-holder_path = _lock.holder_path
-inspect_lock = _lock.inspect_lock
-lock_path = _lock.lock_path
-pid_alive = _lock.pid_alive
-read_holder = _lock.read_holder
-
 STATE_VERSION = 2
 DEFAULT_STATE_PATH = Path(".reconcile/state.json")
 MAX_STATE_BYTES = 256 * 1024 * 1024

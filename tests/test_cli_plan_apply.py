@@ -1078,7 +1078,7 @@ def test_target_limits_plan_and_apply_to_a_form_or_one_webhook(reconcile: Reconc
 _HOLD_LOCK = """
 import sys
 from pathlib import Path
-from reconciler.state import ApplyLock
+from reconciler.lock import ApplyLock
 
 with ApplyLock(Path(sys.argv[1]), command="watch --heal"):
     print("locked", flush=True)

@@ -10,7 +10,6 @@ import pytest
 
 from reconciler.fingerprints import (
     FINGERPRINT_COST,
-    FingerprintCache,
     Fingerprinter,
     ScryptCost,
     fingerprint_secret,
@@ -219,9 +218,9 @@ def test_prepare_matches_makes_every_later_comparison_free() -> None:
 
 
 def test_the_default_legacy_fingerprint_spells_out_its_parameters() -> None:
-    assert ScryptCost(n=2**14, r=8, p=1) == FINGERPRINT_COST
+    assert ScryptCost(n=2**11, r=8, p=1) == FINGERPRINT_COST
     scheme, params, salt, digest = fingerprint_secret(SECRET).split("$")
-    assert (scheme, params) == ("scrypt", "n=16384,r=8,p=1")
+    assert (scheme, params) == ("scrypt", "n=2048,r=8,p=1")
     assert len(base64.b64decode(salt + "==")) == 16
     assert len(base64.b64decode(digest + "=")) == 32
 
@@ -259,24 +258,3 @@ def test_a_malformed_or_too_costly_legacy_fingerprint_is_false_quickly(fingerpri
     assert not secret_matches(SECRET, fingerprint)
     assert time.perf_counter() - started < 0.5
     assert fp.slow_hash_count == 0
-
-
-# --------------------------------------------------------------------------- compatibility
-
-
-def test_the_compatibility_cache_needs_no_salt_and_still_makes_legacy_fingerprints() -> None:
-    cache = FingerprintCache(cost=CHEAP)
-    first = cache.fingerprint(SECRET)
-    assert first.startswith("scrypt$")
-    assert cache.fingerprint(SECRET) == first
-    assert cache.fingerprint("another-secret") != first
-    assert secret_matches(SECRET, first)
-
-
-def test_the_compatibility_cache_reuses_a_confirmed_fingerprint() -> None:
-    recorded = fingerprint_secret(SECRET, cost=CHEAP)
-    cache = FingerprintCache(cost=CHEAP)
-    assert cache.matches(SECRET, recorded)
-    assert not cache.matches("changed-secret", recorded)
-    assert cache.fingerprint(SECRET) == recorded
-    assert cache.fingerprint("changed-secret") != recorded
