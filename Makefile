@@ -33,6 +33,21 @@ demo: $(STAMP)
 	@echo
 	@echo "==> reconcile plan --detailed-exitcode (nothing left to do)"
 	@$(BIN)/reconcile plan --detailed-exitcode $(DEMO_FLAGS) manifests/
+	@echo
+	@echo "==> reconcile drift (read-only: exit 0, in sync)"
+	@$(BIN)/reconcile drift $(DEMO_FLAGS) manifests/
+	@echo
+	@echo "==> someone disables a webhook in Typeform (through the emulator's control API)"
+	@$(BIN)/python -m reconciler.emulator.outside .reconcile/demo-emulator.json onbrd01/onboarding-intake enabled=false
+	@echo
+	@echo "==> reconcile drift (exit 2, cause changed_outside)"
+	@$(BIN)/reconcile drift $(DEMO_FLAGS) manifests/; code=$$?; echo "(exit $$code)"; test $$code -eq 2
+	@echo
+	@echo "==> reconcile watch --once --heal (corrects it, under every apply guard)"
+	@$(BIN)/reconcile watch --once --heal $(DEMO_FLAGS) --report-dir .reconcile/demo-reports manifests/
+	@echo
+	@echo "==> reconcile drift (exit 0 again)"
+	@$(BIN)/reconcile drift $(DEMO_FLAGS) manifests/
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -249,3 +249,30 @@ async def test_a_json_control_request_with_a_charset_is_fine(emulator: RunningEm
     )
     assert response.status_code == 200
     assert left == 0
+
+
+async def test_an_outside_change_edits_a_webhook_without_a_token_and_keeps_its_id(
+    emulator: RunningEmulator,
+) -> None:
+    path = "/_emulator/webhooks/onbrd01/legacy-zapier"
+    async with emulator.client(token=None) as client:
+        before = (await client.get("/_emulator/state")).json()
+        changed = await client.post(path, json={"enabled": False})
+        unknown = await client.post("/_emulator/webhooks/onbrd01/nope", json={"enabled": False})
+        secret = await client.post(path, json={"secret": "not-here"})
+        wrong = await client.post(path, json={"enabled": "no"})
+        cross = await client.post(
+            path, json={"enabled": True}, headers={"Origin": "https://evil.example"}
+        )
+        stats = (await client.get("/_emulator/stats")).json()
+
+    assert changed.status_code == 200
+    assert changed.json()["enabled"] is False
+    old = next(w for w in before["webhooks"] if w["tag"] == "legacy-zapier")
+    assert changed.json()["id"] == old["id"]
+    assert (unknown.status_code, secret.status_code, wrong.status_code) == (404, 400, 400)
+    assert cross.status_code == 403
+    assert stats["total"] == 0  # control routes are not counted as API traffic
+    hook = emulator.store.get_webhook("onbrd01", "legacy-zapier")
+    assert hook is not None
+    assert hook.enabled is False

@@ -1,7 +1,8 @@
 """The emulator's control API under ``/_emulator/``: what a test or a demo steers it with.
 
 ``GET stats``, ``POST reset``, ``POST seed``, ``GET state``, ``GET|POST|DELETE faults``,
-``GET|POST settings`` (echo modes and token grants). These routes are neither authenticated nor
+``GET|POST settings`` (echo modes and token grants), and ``POST webhooks/{form_id}/{tag}`` (a
+change made outside the tool, for drift demos and tests). These routes are neither authenticated nor
 rate limited and are not counted in the stats: they are a local test tool, which is why the
 served emulator binds loopback unless told otherwise.
 
@@ -30,7 +31,7 @@ from starlette.routing import Route
 from reconciler.emulator.faults import Faults
 from reconciler.emulator.ratelimit import TokenBucketLimiter
 from reconciler.emulator.seed import parse_seed
-from reconciler.emulator.store import EmulatorStore, Stats
+from reconciler.emulator.store import EmulatorStore, Stats, WebhookChange
 from reconciler.emulator.urls import is_local_host_header, is_loopback_origin
 
 __all__ = ["CONTROL_PREFIX", "control_routes", "state_json"]
@@ -123,6 +124,30 @@ def control_routes(
                 on_change(store)
         return JSONResponse(store.settings.to_json())
 
+    async def outside(request: Request) -> Response:
+        """Change a webhook as someone outside the tool would (Typeform's UI, its disabling a
+        webhook whose receiver answered 404/410): no token, no rate limit, not in the stats."""
+        form_id, tag = request.path_params["form_id"], request.path_params["tag"]
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return _bad_request("The change must be a JSON object of webhook fields")
+        unknown = set(body) - _OUTSIDE_FIELDS
+        kinds = {"enabled": bool, "verify_ssl": bool, "url": str, "event_types": dict}
+        wrong = [k for k in set(body) & _OUTSIDE_FIELDS if not isinstance(body[k], kinds[k])]
+        if unknown or wrong or not body:
+            return _bad_request(
+                f"change one or more of {', '.join(sorted(_OUTSIDE_FIELDS))}, with their API "
+                "types (the secret cannot be changed here)"
+            )
+        if store.get_webhook(form_id, tag) is None:
+            return JSONResponse(
+                {"code": "NOT_FOUND", "description": f"no webhook {form_id}/{tag}"},
+                status_code=404,
+            )
+        hook, _ = store.put_webhook(form_id, tag, WebhookChange(**body))
+        changed()
+        return JSONResponse(hook.to_api())
+
     async def faults(request: Request) -> Response:
         if request.method == "POST":
             body = await _json_body(request)
@@ -145,7 +170,13 @@ def control_routes(
         Route(f"{CONTROL_PREFIX}/state", _guarded(state), methods=["GET"]),
         Route(f"{CONTROL_PREFIX}/faults", _guarded(faults), methods=["GET", "POST", "DELETE"]),
         Route(f"{CONTROL_PREFIX}/settings", _guarded(settings), methods=["GET", "POST"]),
+        Route(
+            f"{CONTROL_PREFIX}/webhooks/{{form_id}}/{{tag}}", _guarded(outside), methods=["POST"]
+        ),
     ]
+
+
+_OUTSIDE_FIELDS = frozenset({"enabled", "url", "verify_ssl", "event_types"})
 
 
 _MODE_KEYS = frozenset({"secret_echo", "event_types_echo", "tokens"})
