@@ -160,36 +160,43 @@ async def apply_plan(
     """
     current = state
     rows: list[Outcome] = []
-    started_writes: set[int] = set()
+    answered: set[int] = set()  # id() of each change that got an answer (or needs none)
     unrecorded: list[str] = []
     local_failure: str | None = None
+    writing: list[anyio.CancelScope] = []  # the task group of the writes under way
+
+    def stop_writing(reason: str) -> None:
+        nonlocal local_failure
+        if local_failure is None:
+            local_failure = reason
+            for scope in writing:
+                scope.cancel()  # nothing more is sent that could go unrecorded
 
     def settle(row: Outcome, written: LiveWebhook | None) -> None:
-        nonlocal current, local_failure
+        nonlocal current
+        answered.add(id(row.change))
         rows.append(row)
         on_result(row)
         try:
             record(_record(row, run_id=run_id, now=now))
         except (OSError, ReconcileError) as exc:
             unrecorded.append(f"record of {row.operation.value} {row.key}")
-            local_failure = local_failure or _describe(exc, "the operation records")
+            stop_writing(_describe(exc, "the operation records"))
         if row.success:
             current = next_state(current, state, row, written, secrets, now(), fingerprint)
             try:
                 on_state(current)
             except (OSError, ReconcileError) as exc:
                 unrecorded.append(f"state of {row.key}")
-                local_failure = local_failure or _describe(exc, "the state")
+                stop_writing(_describe(exc, "the state"))
 
     async def run(
-        index: int,
         change: Change,
         operation: Operation,
         call: Callable[[], Awaitable[WriteResult]],
     ) -> None:
         if local_failure is not None:
             return  # a local write failed: start nothing more that could go unrecorded
-        started_writes.add(index)
         started = time.perf_counter()
         try:
             written = await call()
@@ -237,25 +244,26 @@ async def apply_plan(
     for phase in (False, True):
         failed = {r.key for r in rows if not r.success}
         async with anyio.create_task_group() as tg:
-            for index, change in enumerate(writes):
+            writing[:] = [tg.cancel_scope]
+            for change in writes:
                 if (change.moved_to is not None) is not phase:
                     continue
                 if change.moved_to is not None and change.moved_to in failed:
-                    started_writes.add(index)
                     settle(_not_moved(change), None)
                     continue
                 api = apis[change.key.account]
                 operation = Operation(change.action.value)
-                tg.start_soon(run, index, change, operation, _forward(api, change, secrets))
+                tg.start_soon(run, change, operation, _forward(api, change, secrets))
 
     if atomic and any(not r.success for r in rows) and local_failure is None:
         landed = [r for r in rows if r.success]
         async with anyio.create_task_group() as tg:
-            for index, row in enumerate(landed, start=len(writes)):
+            writing[:] = [tg.cancel_scope]
+            for row in landed:
                 api = apis[row.key.account]
-                tg.start_soon(run, index, row.change, Operation.REVERT, _backward(api, row))
+                tg.start_soon(run, row.change, Operation.REVERT, _backward(api, row))
 
-    skipped = tuple(c for i, c in enumerate(writes) if i not in started_writes)
+    skipped = tuple(c for c in writes if id(c) not in answered)
     if local_failure is not None:
         landed_text = (
             ", ".join(f"{r.operation.value} {r.key}" for r in rows if r.success) or "nothing"
@@ -263,8 +271,9 @@ async def apply_plan(
         lost = "; ".join(unrecorded) or "nothing"
         local_failure = (
             f"{local_failure}. Writes that landed: {landed_text}. Not recorded: {lost}. "
-            f"{len(skipped)} write(s) not started. Fix the cause and run apply again: "
-            "it adopts what landed and converges."
+            f"{len(skipped)} write(s) not sent or stopped before an answer (one in flight may "
+            "have landed). Fix the cause and run apply again: it adopts what landed and "
+            "converges."
         )
     return ApplyOutcome(tuple(rows), current, (), local_failure, skipped)
 
