@@ -58,11 +58,13 @@ from reconciler.models import (
     DesiredWebhook,
     Diagnostic,
     EventTypes,
+    FormSelector,
     Location,
     Ownership,
     Presence,
     SecretRef,
     SecretSource,
+    SelectorEntry,
     Severity,
     WebhookKey,
     WebhookSet,
@@ -1087,22 +1089,25 @@ class _Builder:
         ownership = Ownership(spec.get("ownership", Ownership.DECLARED.value))
         defaults: dict[str, Any] = spec.get("defaults", {})
         hooks: list[DesiredWebhook] = []
+        selectors: list[SelectorEntry] = []
         checked: set[Location] = set()
         for i, entry in enumerate(spec["webhooks"]):
             if i in doc.bad_entries:
                 continue
             ptr: Pointer = ("spec", "webhooks", i)
             merged = {**defaults, **entry}
-            key = WebhookKey(account, entry["form_id"], entry["tag"])
+            selector = entry.get("forms")
+            key = WebhookKey(account, entry.get("form_id", ""), entry["tag"])
             location = doc.loc(ptr)
-            if key in first_hook:
+            if selector is None and key in first_hook:
                 self._error(
                     location,
                     f"duplicate webhook {key} (account {account!r}): already declared at "
                     f"{first_hook[key]}",
                 )
                 continue
-            first_hook[key] = location
+            if selector is None:
+                first_hook[key] = location
             state = Presence(merged.get("state", Presence.PRESENT.value))
             url = merged.get("url")
             if url is not None:
@@ -1118,21 +1123,24 @@ class _Builder:
                 if state is Presence.PRESENT:
                     self._secrets.setdefault(secret_loc, ("secret", secret))
             names = merged.get("event_types", ["form_response"])
-            hooks.append(
-                DesiredWebhook(
-                    key=key,
-                    url=url,
-                    enabled=merged.get("enabled", True),
-                    verify_ssl=merged.get("verify_ssl", True),
-                    event_types=EventTypes.from_names(tuple(names)),
-                    secret=secret,
-                    state=state,
-                    set_name=name,
-                    ownership=ownership,
-                    location=location,
-                    previous_tags=tuple(entry.get("previous_tags", ())),
-                )
+            hook = DesiredWebhook(
+                key=key,
+                url=url,
+                enabled=merged.get("enabled", True),
+                verify_ssl=merged.get("verify_ssl", True),
+                event_types=EventTypes.from_names(tuple(names)),
+                secret=secret,
+                state=state,
+                set_name=name,
+                ownership=ownership,
+                location=location,
+                previous_tags=tuple(entry.get("previous_tags", ())),
             )
+            if selector is None:
+                hooks.append(hook)
+            else:
+                chosen = FormSelector(selector.get("workspace_id"), selector.get("title"))
+                selectors.append(SelectorEntry(chosen, hook))
         self.sets.append(
             WebhookSet(
                 name=name,
@@ -1140,6 +1148,7 @@ class _Builder:
                 ownership=ownership,
                 webhooks=tuple(hooks),
                 location=doc.loc(()),
+                selectors=tuple(selectors),
             )
         )
 

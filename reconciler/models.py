@@ -8,6 +8,7 @@ change. This module does no I/O and holds no secret values: a secret is only eve
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ __all__ = [
     "Diagnostic",
     "EventTypes",
     "FieldChange",
+    "FormSelector",
     "LiveWebhook",
     "Location",
     "Operation",
@@ -38,6 +40,8 @@ __all__ = [
     "Reason",
     "SecretRef",
     "SecretSource",
+    "SelectorEntry",
+    "SelectorMatch",
     "Severity",
     "Target",
     "UntouchedWebhook",
@@ -260,12 +264,56 @@ class DesiredWebhook:
 
 
 @dataclass(frozen=True, slots=True)
+class FormSelector:
+    """``forms: {workspace_id, title}``: the forms of a workspace, or whose title matches a glob."""
+
+    workspace_id: str | None = None
+    title: str | None = None
+
+    def matches(self, workspace_id: str | None, title: str) -> bool:
+        if self.workspace_id is not None and workspace_id != self.workspace_id:
+            return False
+        return self.title is None or fnmatch.fnmatchcase(title, self.title)
+
+    def describe(self) -> str:
+        parts = []
+        if self.workspace_id is not None:
+            parts.append(f"workspace_id={self.workspace_id}")
+        if self.title is not None:
+            parts.append(f"title={self.title!r}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorEntry:
+    """A manifest entry with ``forms:`` instead of ``form_id``: ``template`` (its ``form_id``
+    empty) becomes one webhook per form the selector matches, at plan time."""
+
+    selector: FormSelector
+    template: DesiredWebhook
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorMatch:
+    """What one selector matched in one plan (listed in the plan's ``selectors``)."""
+
+    set_name: str
+    account: str
+    tag: str
+    location: Location | None
+    selector: FormSelector
+    matched: tuple[str, ...]
+    """Form ids that got the webhook (explicit entries for the same form and tag win)."""
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookSet:
     name: str
     account: str
     ownership: Ownership
     webhooks: tuple[DesiredWebhook, ...]
     location: Location | None = None
+    selectors: tuple[SelectorEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +338,10 @@ class DesiredState:
         if name == DEFAULT_ACCOUNT:
             return Account(name=DEFAULT_ACCOUNT)
         raise KeyError(name)
+
+    @property
+    def selector_entries(self) -> tuple[tuple[WebhookSet, SelectorEntry], ...]:
+        return tuple((s, e) for s in self.sets for e in s.selectors)
 
     def account_names(self) -> tuple[str, ...]:
         """Every account that some WebhookSet uses, sorted."""
@@ -490,6 +542,8 @@ class Plan:
     """The state salt ``secret_fingerprints`` were made under (``reconciler.fingerprints``)."""
     binding: PlanBinding | None = None
     """What a saved plan was made against; ``apply --plan`` refuses it anywhere else."""
+    selectors: tuple[SelectorMatch, ...] = ()
+    """What each ``forms:`` selector matched when the plan was made."""
 
     @property
     def writes(self) -> tuple[Change, ...]:

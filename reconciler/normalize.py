@@ -24,6 +24,7 @@ __all__ = [
     "SecretStatus",
     "desired_digest",
     "desired_essence",
+    "hash_text",
     "live_essence",
     "live_form_fingerprint",
 ]
@@ -82,6 +83,10 @@ def desired_digest(webhooks: Iterable[DesiredWebhook]) -> str:
     ]
     canonical = json.dumps(rows, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def hash_text(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def live_form_fingerprint(webhooks: Iterable[LiveWebhook]) -> str:

@@ -59,9 +59,10 @@ from reconciler.models import (
     Plan,
     PlanBinding,
     Presence,
+    SelectorMatch,
     WebhookKey,
 )
-from reconciler.normalize import SecretStatus, desired_digest, live_form_fingerprint
+from reconciler.normalize import SecretStatus, desired_digest, hash_text, live_form_fingerprint
 from reconciler.planner import (
     DEFAULT_MAX_DELETES,
     LiveForms,
@@ -74,6 +75,7 @@ from reconciler.planner import (
 from reconciler.records import DEFAULT_RECORDS_PATH, RecordWriter, new_run_id
 from reconciler.refresh import AccountFailure, Refreshed, forms_in_scope, refresh
 from reconciler.render import plan_to_json
+from reconciler.selectors import expand, listings_needed
 from reconciler.state import State, StateStore
 from reconciler.transports import EndpointResolver, account_api_url, default_resolver
 from reconciler.watch import HealLimiter
@@ -361,6 +363,19 @@ class _Planned:
     result: PlanResult
     refreshed: Refreshed
     hashes: Fingerprinter
+    desired: DesiredState
+    """The desired state with every form selector expanded."""
+
+
+async def _expand_selectors(
+    desired: DesiredState, clients: Mapping[str, TypeformClient], accounts: Sequence[str]
+) -> tuple[DesiredState, tuple[SelectorMatch, ...]]:
+    """List the forms the selectors need (paged, 200 per page) and expand them."""
+    listings: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for account, workspace in listings_needed(desired):
+        if account in clients and (not accounts or account in accounts):
+            listings[account, workspace] = await clients[account].list_forms(workspace_id=workspace)
+    return expand(desired, listings)
 
 
 async def _make_plan(
@@ -373,6 +388,8 @@ async def _make_plan(
     *,
     with_fingerprints: bool,
 ) -> _Planned:
+    declared = desired
+    desired, selected = await _expand_selectors(declared, clients, accounts)
     secrets = resolve_secrets(run, desired, options.targets, accounts)
     scope = forms_in_scope(
         desired, sorted(state.managed_keys()), options.targets, accounts=accounts
@@ -394,14 +411,14 @@ async def _make_plan(
         created_at=run.now(),
         options=options,
     )
-    result = replace(result, accounts=tuple(accounts))
+    result = replace(result, accounts=tuple(accounts), selectors=selected)
     if with_fingerprints:
         result = replace(
             result,
             binding=PlanBinding(
                 api_urls=api_urls(run, desired, sorted(clients)),
                 state_serial=state.serial,
-                desired_digest=_scope_digest(desired, options.targets, accounts),
+                desired_digest=_scope_digest(declared, options.targets, accounts),
             ),
         )
         written = [c for c in result.actions if c.action in (Action.CREATE, Action.UPDATE)]
@@ -413,15 +430,24 @@ async def _make_plan(
             },
             fingerprint_salt=hashes.salt,
         )
-    return _Planned(PlanResult(result, refreshed.failures, secrets, state), refreshed, hashes)
+    return _Planned(
+        PlanResult(result, refreshed.failures, secrets, state), refreshed, hashes, desired
+    )
 
 
 def _scope_digest(desired: DesiredState, targets: Sequence[Target], accounts: Sequence[str]) -> str:
-    return desired_digest(
+    """The manifests as a saved plan binds them: webhooks in scope, and every form selector."""
+    explicit = desired_digest(
         w
         for w in desired.webhooks
         if in_targets(w.key, targets) and (not accounts or w.key.account in accounts)
     )
+    selectors = sorted(
+        f"{s.account}|{e.selector.describe()}|"
+        + desired_digest([replace(e.template, key=replace(e.template.key, form_id="x"))])
+        for s, e in desired.selector_entries
+    )
+    return explicit if not selectors else f"{explicit}+{hash_text(chr(10).join(selectors))}"
 
 
 def _check_binding(run: Run, desired: DesiredState, state: State, saved: Plan) -> None:
@@ -469,6 +495,7 @@ def _accounts_in_scope(
 ) -> list[str]:
     """The accounts to refresh; state entries of an account nothing declares are named."""
     names = set(forms_in_scope(desired, sorted(state.managed_keys()), targets, accounts=accounts))
+    names |= {a for a, _ in listings_needed(desired) if not accounts or a in accounts}
     unknown = sorted(
         set(accounts) - set(desired.account_names()) - {k.account for k in state.webhooks}
     )
@@ -697,7 +724,7 @@ async def _apply_locked(
         run.events(PlanReady(the_plan))
         check_safety(
             the_plan,
-            desired,
+            planned.desired,
             managed=state.managed_keys(),
             max_deletes=options.max_deletes,
             allow_empty=options.allow_empty,

@@ -23,12 +23,14 @@ from reconciler.models import (
     Action,
     Change,
     FieldChange,
+    FormSelector,
     Location,
     Plan,
     PlanBinding,
     Reason,
     SecretRef,
     SecretSource,
+    SelectorMatch,
     Target,
     UntouchedWebhook,
     WebhookKey,
@@ -107,12 +109,22 @@ class _Binding(_Strict):
     desired_digest: _Name
 
 
+class _Selector(_Strict):
+    set: _Name
+    account: _Name
+    tag: _Name
+    location: str | None = None
+    selector: dict[str, str]
+    matched: list[_Name] = Field(default_factory=list)
+
+
 class _PlanDoc(_Strict):
     format_version: Literal["1"]
     created_at: _Name
     prune: bool = False
     scope: _Scope = Field(default_factory=_Scope)
     actions: list[_Action]
+    selectors: list[_Selector] = Field(default_factory=list)
     unmanaged: list[_Untouched] = Field(default_factory=list)
     prune_skipped: list[_Untouched] = Field(default_factory=list)
     guards: _Guards = Field(default_factory=_Guards)
@@ -189,6 +201,17 @@ def _to_plan(doc: _PlanDoc) -> Plan:
         ),
         prune=doc.prune,
         targets=tuple(Target.parse(t) for t in doc.scope.targets),
+        selectors=tuple(
+            SelectorMatch(
+                set_name=m.set,
+                account=m.account,
+                tag=m.tag,
+                location=_location(m.location),
+                selector=FormSelector(m.selector.get("workspace_id"), m.selector.get("title")),
+                matched=tuple(m.matched),
+            )
+            for m in doc.selectors
+        ),
         accounts=tuple(doc.scope.accounts),
     )
 

@@ -162,6 +162,24 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         },
         "summary": plan_summary(plan),
         "actions": [_change_json(c) for c in plan.actions],
+        "selectors": [
+            {
+                "set": m.set_name,
+                "account": m.account,
+                "tag": m.tag,
+                "location": str(m.location) if m.location else None,
+                "selector": {
+                    k: v
+                    for k, v in (
+                        ("workspace_id", m.selector.workspace_id),
+                        ("title", m.selector.title),
+                    )
+                    if v is not None
+                },
+                "matched": list(m.matched),
+            }
+            for m in plan.selectors
+        ],
         "unmanaged": [_untouched_json(u, prunable=False) for u in plan.unmanaged],
         "prune_skipped": [_untouched_json(u, prunable=True) for u in plan.prune_skipped],
         "guards": {
@@ -273,6 +291,13 @@ def render_plan_text(doc: Mapping[str, Any], *, show_noop: bool = False) -> Text
             out.append(text + "\n")
         if row["reason"]:
             out.append(f"      # {row['reason']}\n", style="dim")
+        out.append("\n")
+    for sel in doc.get("selectors", ()):
+        where = f" ({sel['location']})" if sel["location"] else ""
+        what = ", ".join(f"{k}={v!r}" for k, v in sel["selector"].items())
+        matched = ", ".join(sel["matched"]) or "no form"
+        out.append(f"Selector forms: {{{what}}} tag {sel['tag']}{where} matched: {matched}\n")
+    if doc.get("selectors"):
         out.append("\n")
     if doc["prune_skipped"]:
         out.append("Deletions skipped (pass --prune to delete):\n", style="bold")
