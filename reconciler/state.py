@@ -6,9 +6,10 @@ never touched. So a state must never be half-written, and *losing* it must only 
 more careful: a missing state file is an empty state, in which nothing is ours to prune.
 
 A run talks to a ``StateStore`` (ARCHITECTURE.md: "a state store is an interface, not a path; the
-lock belongs to it"): ``FileStateStore`` is the JSON file of SPEC section 7, a PostgreSQL store
-comes later behind the same four methods. Every save increments the state's ``serial``, and the
-file store refuses to save over a file that another process wrote since this one read it.
+lock belongs to it"): ``FileStateStore`` is the JSON file of SPEC section 7, and
+``reconciler.state_postgres`` (the ``[postgres]`` extra) keeps the same data in PostgreSQL behind
+the same methods. Every save increments the state's ``serial``, and a store refuses to save over
+a state that another process wrote since this one read it.
 
 The state file (version 2), sorted by (account, form_id, tag) so that it diffs well in git::
 
@@ -47,7 +48,7 @@ from reconciler.errors import ConfigError, StateError
 from reconciler.fileio import resolve_symlinks, write_atomic
 from reconciler.fingerprints import valid_salt
 from reconciler.lock import ApplyLock, LockInfo
-from reconciler.models import WebhookKey
+from reconciler.models import OperationRecord, WebhookKey
 
 __all__ = [
     "DEFAULT_STATE_PATH",
@@ -183,6 +184,11 @@ class StateStore(Protocol):
     saved. ``lock`` is the exclusive apply lock (``LockHeldError`` naming the holder when busy
     after ``timeout`` seconds). ``check_writable`` raises ``StateError`` when a save would
     certainly fail; apply calls it before its first API write.
+
+    ``write_record`` keeps a copy of one operation record and ``save_drift`` the latest status
+    of each webhook of a drift report (``DriftReport.to_json()``), where the store has a place
+    for them (PostgreSQL tables); the file store has none (the JSONL records file and the
+    report files are the record), so for it both do nothing. Both raise ``StateError``.
     """
 
     @property
@@ -195,6 +201,10 @@ class StateStore(Protocol):
     def lock(self, *, command: str, timeout: float = 0) -> AbstractContextManager[LockInfo]: ...
 
     def check_writable(self) -> None: ...
+
+    def write_record(self, record: OperationRecord) -> None: ...
+
+    def save_drift(self, report_json: Mapping[str, Any]) -> None: ...
 
 
 _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
@@ -212,13 +222,18 @@ def open_state_store(spec: str | Path) -> StateStore:
     # Never echo the URL itself: it may carry a database password.
     name = scheme["scheme"].lower()
     if name in ("postgresql", "postgres"):
-        raise ConfigError(
-            "--state postgresql://…: the PostgreSQL state store is not supported yet (it will "
-            "need the [postgres] extra); use a state file path for now"
-        )
+        try:
+            from reconciler.state_postgres import PostgresStateStore
+        except ImportError as exc:
+            if exc.name is None or exc.name.split(".")[0] != "psycopg":
+                raise
+            raise ConfigError(
+                "--state postgresql://…: install the [postgres] extra: "
+                "pip install 'typeform-reconciler[postgres]'"
+            ) from None
+        return PostgresStateStore(spec)
     raise ConfigError(
-        f"--state {name}://…: unknown state backend {name!r}; give a file path "
-        "(or, later, postgresql://…)"
+        f"--state {name}://…: unknown state backend {name!r}; give a file path or postgresql://…"
     )
 
 
@@ -311,6 +326,12 @@ class FileStateStore:
             fs = os.statvfs(directory)
             if fs.f_bavail == 0:
                 raise self._unwritable(f"no space left on the device of {directory}")
+
+    def write_record(self, record: OperationRecord) -> None:
+        """Nothing: for a file state, the JSONL records file is the record."""
+
+    def save_drift(self, report_json: Mapping[str, Any]) -> None:
+        """Nothing: for a file state, the report files are the record."""
 
     def _unwritable(self, why: str) -> StateError:
         return StateError(

@@ -7,13 +7,21 @@
   and ``emulator_mode`` to parametrize a test body over ``served`` and ``inprocess``.
 * ``emulator_path`` / ``emulator_url``: a persisted ``emulator:PATH`` with a fast rate, for CLI
   tests.
+* ``postgres_server`` (one throwaway PostgreSQL cluster per session, skipped without the server
+  binaries unless ``CI=true``), ``postgres_db`` / ``postgres_dsn``: a fresh database per test.
 
 Clocks are fake (``emulator_clock``): rate limits and timestamps move only when a test says so.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import socket
 import ssl
+import subprocess
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -245,3 +253,156 @@ def emulator_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def emulator_url(emulator_path: Path) -> str:
     return f"emulator:{emulator_path}"
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+PG_USER = "reconciler"
+PG_PASSWORD = "pg-Pa55-w0rd-never-shown-4417"
+"""The test role's password: tests check it never appears in any output."""
+PG_READER = "reader"
+PG_READER_PASSWORD = "pg-reader-Pa55-8120"
+
+_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _postgres_bindir() -> Path | None:
+    """The newest PostgreSQL server's binaries (Debian's layout), or ``initdb`` on the PATH."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if found:
+        return found[-1].parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).parent if on_path else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust for the superuser, passwords for the
+    test roles) and a fresh database per test."""
+
+    host: str
+    port: int
+    databases: int = 0
+
+    def dsn(
+        self,
+        dbname: str,
+        *,
+        user: str = PG_USER,
+        password: str = PG_PASSWORD,
+        namespace: str | None = None,
+    ) -> str:
+        dsn = f"postgresql://{user}:{password}@{self.host}:{self.port}/{dbname}"
+        return f"{dsn}?namespace={namespace}" if namespace is not None else dsn
+
+    def admin(self, dbname: str = "postgres") -> Any:
+        """A superuser connection (autocommit): for tests that look behind the store."""
+        import psycopg
+
+        return psycopg.connect(
+            host=self.host, port=self.port, user="postgres", dbname=dbname, autocommit=True
+        )
+
+    def new_database(self) -> str:
+        """A fresh, empty database owned by the test role; returns its name."""
+        self.databases += 1
+        name = f"test_{self.databases}"
+        with self.admin() as conn:
+            conn.execute(f"CREATE DATABASE {name} OWNER {PG_USER}")
+        return name
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session, started from the server binaries, stopped at the
+    end. Skipped when the binaries (or psycopg) are missing, except under CI=true: there it is
+    a failure, so the PostgreSQL tests can never be silently skipped in CI."""
+    bindir = _postgres_bindir()
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing: str | None = "psycopg is not installed (pip install -e '.[dev]')"
+    else:
+        missing = None
+    if bindir is None:
+        missing = (
+            "PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb nor "
+            "initdb on the PATH): apt-get install postgresql to run the PostgreSQL tests"
+        )
+    if missing is not None:
+        if _CI:
+            pytest.fail(f"CI=true but {missing}")
+        pytest.skip(missing)
+    assert bindir is not None
+    as_postgres: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="reconcile-pg-"))
+    if os.geteuid() == 0:
+        # initdb refuses to run as root: the cluster belongs to the postgres system user.
+        entry = pwd.getpwnam("postgres")
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    data, log = root / "data", root / "server.log"
+
+    def run(*argv: str) -> None:
+        done = subprocess.run([*as_postgres, *argv], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            logged = log.read_text(errors="replace") if log.exists() else ""
+            pytest.fail(f"{argv[0]} failed: {done.stderr or done.stdout}\n{logged[-2000:]}")
+
+    run(
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--no-sync",
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+    )
+    (data / "pg_hba.conf").write_text(
+        "local all all trust\n"
+        "host all postgres 127.0.0.1/32 trust\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    port = _free_port()
+    options = (
+        f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off -c max_connections=200"
+    )
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start")
+    server = PostgresServer("127.0.0.1", port)
+    try:
+        with server.admin() as conn:
+            conn.execute(f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'")
+            conn.execute(f"CREATE ROLE {PG_READER} LOGIN PASSWORD '{PG_READER_PASSWORD}'")
+        yield server
+    finally:
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_db(postgres_server: PostgresServer) -> str:
+    """The name of a fresh, empty database on the session's server."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer, postgres_db: str) -> str:
+    """``postgresql://reconciler:PASSWORD@127.0.0.1:PORT/DB`` of a fresh database."""
+    return postgres_server.dsn(postgres_db)
