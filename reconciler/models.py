@@ -544,6 +544,12 @@ class Plan:
     """What a saved plan was made against; ``apply --plan`` refuses it anywhere else."""
     selectors: tuple[SelectorMatch, ...] = ()
     """What each ``forms:`` selector matched when the plan was made."""
+    changed_since: str | None = None
+    """Set for a partial plan (``--changed-since REF``): only ``targets`` were refreshed."""
+
+    @property
+    def partial(self) -> bool:
+        return self.changed_since is not None
 
     @property
     def writes(self) -> tuple[Change, ...]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.applier import ApplyOutcome, Outcome, adopt, apply_plan
+from reconciler.changes import ChangedScope
 from reconciler.client import TypeformClient
 from reconciler.credentials import resolve_secret
 from reconciler.drift_report import DriftReport, drift_from_plan
@@ -155,6 +156,8 @@ class ApplyOptions:
     atomic: bool = False
     auto_approve: bool = False
     records: Path = DEFAULT_RECORDS_PATH
+    changed: ChangedScope | None = None
+    """``--changed-since``: only what differs from a git ref (a partial plan)."""
     skip: frozenset[WebhookKey] = frozenset()
     """Webhooks left as they are this time (``watch --heal`` past its heal limit)."""
 
@@ -164,6 +167,7 @@ class DriftOptions:
     prune: bool = False
     targets: tuple[Target, ...] = ()
     accounts: tuple[str, ...] = ()
+    changed: ChangedScope | None = None
     heal_suspended: frozenset[WebhookKey] = frozenset()
 
 
@@ -368,9 +372,27 @@ class _Planned:
 
 
 async def _expand_selectors(
-    desired: DesiredState, clients: Mapping[str, TypeformClient], accounts: Sequence[str]
+    desired: DesiredState,
+    clients: Mapping[str, TypeformClient],
+    accounts: Sequence[str],
+    *,
+    only: frozenset[tuple[str, str, str]] | None = None,
 ) -> tuple[DesiredState, tuple[SelectorMatch, ...]]:
-    """List the forms the selectors need (paged, 200 per page) and expand them."""
+    """List the forms the selectors need (paged, 200 per page) and expand them; with ``only``,
+    just those selector entries (set, account, tag): the others are left out unexpanded."""
+    if only is not None:
+        desired = replace(
+            desired,
+            sets=tuple(
+                replace(
+                    s,
+                    selectors=tuple(
+                        e for e in s.selectors if (s.name, s.account, e.template.key.tag) in only
+                    ),
+                )
+                for s in desired.sets
+            ),
+        )
     listings: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for account, workspace in listings_needed(desired):
         if account in clients and (not accounts or account in accounts):
@@ -389,7 +411,14 @@ async def _make_plan(
     with_fingerprints: bool,
 ) -> _Planned:
     declared = desired
-    desired, selected = await _expand_selectors(declared, clients, accounts)
+    only = options.changed_selectors if options.changed_since is not None else None
+    desired, selected = await _expand_selectors(declared, clients, accounts, only=only)
+    if options.changed_since is not None:
+        # A changed selector is re-expanded: every form it matches now joins the scope.
+        matched = tuple(Target(f, m.tag, m.account) for m in selected for f in m.matched)
+        options = replace(options, targets=(*options.targets, *matched))
+        if not options.targets:
+            return _nothing_changed(run, desired, state, options, accounts)
     secrets = resolve_secrets(run, desired, options.targets, accounts)
     scope = forms_in_scope(
         desired, sorted(state.managed_keys()), options.targets, accounts=accounts
@@ -399,7 +428,8 @@ async def _make_plan(
     )
     for failure in refreshed.failures:
         run.events(AccountFailed(failure))
-    if not refreshed.failures:
+    # Targets derived by --changed-since may name what is gone: only a user's are checked.
+    if not refreshed.failures and options.changed_since is None:
         _check_targets(options.targets, desired, state, refreshed.live)
     hashes = Fingerprinter(state.fingerprint_salt)
     await hashes.prepare_matches(_to_verify(secrets, refreshed.live, state))
@@ -432,6 +462,49 @@ async def _make_plan(
         )
     return _Planned(
         PlanResult(result, refreshed.failures, secrets, state), refreshed, hashes, desired
+    )
+
+
+def _nothing_changed(
+    run: Run,
+    desired: DesiredState,
+    state: State,
+    options: PlanOptions,
+    accounts: Sequence[str],
+) -> _Planned:
+    """A partial plan of nothing: no manifest entry changed since the ref, so nothing is read."""
+    plan = Plan(
+        created_at=run.now(),
+        actions=(),
+        prune=options.prune,
+        accounts=tuple(accounts),
+        changed_since=options.changed_since,
+    )
+    return _Planned(
+        PlanResult(plan, (), {}, state),
+        Refreshed({}),
+        Fingerprinter(state.fingerprint_salt),
+        desired,
+    )
+
+
+def narrow(options: PlanOptions, changed: ChangedScope | None, state: State) -> PlanOptions:
+    """The plan options of ``--changed-since``: what changed, and what the state owns of a
+    selector that changed (its old matches may have to go)."""
+    if changed is None:
+        return options
+    if options.targets:
+        raise ConfigError("--target and --changed-since cannot be combined: each sets the scope")
+    owned = tuple(
+        Target(k.form_id, k.tag, k.account)
+        for k in sorted(state.webhooks)
+        if any(k.account == account and k.tag == tag for _, account, tag in changed.selectors)
+    )
+    return replace(
+        options,
+        targets=(*changed.targets, *owned),
+        changed_since=changed.ref,
+        changed_selectors=changed.selectors,
     )
 
 
@@ -537,6 +610,7 @@ async def plan(
     *,
     accounts: Sequence[str] = (),
     with_fingerprints: bool = False,
+    changed: ChangedScope | None = None,
 ) -> PlanResult:
     """Refresh every form in scope and diff it against the manifests; writes nothing.
 
@@ -548,6 +622,7 @@ async def plan(
         for warning in desired.warnings:
             run.events(Notice(warning.render()))
         state = run.store.load()
+        options = narrow(options, changed, state)
         names = _accounts_in_scope(run, desired, state, options.targets, accounts)
         async with open_clients(run, desired, names, read_only=True) as clients:
             planned = await _make_plan(
@@ -578,14 +653,17 @@ async def drift(
         for warning in desired.warnings:
             run.events(Notice(warning.render()))
         state = run.store.load()
-        names = _accounts_in_scope(run, desired, state, options.targets, options.accounts)
+        narrowed = narrow(
+            PlanOptions(prune=options.prune, targets=options.targets), options.changed, state
+        )
+        names = _accounts_in_scope(run, desired, state, narrowed.targets, options.accounts)
         async with open_clients(run, desired, names, read_only=True) as clients:
             planned = await _make_plan(
                 run,
                 desired,
                 state,
                 clients,
-                PlanOptions(prune=options.prune, targets=options.targets),
+                narrowed,
                 options.accounts,
                 with_fingerprints=False,
             )
@@ -674,10 +752,14 @@ async def _apply_locked(
     if saved is not None:
         _check_binding(run, desired, state, saved)
         # Derive the plan again over exactly the saved plan's scope.
-        plan_options = PlanOptions(prune=saved.prune, targets=saved.targets)
+        plan_options = PlanOptions(
+            prune=saved.prune, targets=saved.targets, changed_since=saved.changed_since
+        )
         accounts: Sequence[str] = saved.accounts
     else:
-        plan_options = PlanOptions(prune=options.prune, targets=options.targets)
+        plan_options = narrow(
+            PlanOptions(prune=options.prune, targets=options.targets), options.changed, state
+        )
         accounts = options.accounts
     names = _accounts_in_scope(run, desired, state, plan_options.targets, accounts)
     if saved is not None:

@@ -101,6 +101,7 @@ class _Guards(_Strict):
 class _Scope(_Strict):
     targets: list[_Name] = Field(default_factory=list)
     accounts: list[_Name] = Field(default_factory=list)
+    changed_since: _Name | None = None
 
 
 class _Binding(_Strict):
@@ -213,6 +214,7 @@ def _to_plan(doc: _PlanDoc) -> Plan:
             for m in doc.selectors
         ),
         accounts=tuple(doc.scope.accounts),
+        changed_since=doc.scope.changed_since,
     )
 
 

@@ -64,6 +64,10 @@ def in_targets(key: WebhookKey, targets: Sequence[Target]) -> bool:
 class PlanOptions:
     prune: bool = False
     targets: tuple[Target, ...] = ()
+    changed_since: str | None = None
+    """``--changed-since REF``: the plan is partial, limited to ``targets`` (even when empty)."""
+    changed_selectors: frozenset[tuple[str, str, str]] = frozenset()
+    """With ``changed_since``: the selector entries (set, account, tag) to re-expand."""
 
 
 def build_plan(
@@ -154,6 +158,7 @@ def build_plan(
         },
         prune=options.prune,
         targets=options.targets,
+        changed_since=options.changed_since,
     )
 
 

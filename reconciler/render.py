@@ -156,9 +156,11 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "created_at": plan.created_at,
         "prune": plan.prune,
+        "partial": plan.partial,
         "scope": {
             "targets": [str(t) for t in plan.targets],
             "accounts": list(plan.accounts),
+            "changed_since": plan.changed_since,
         },
         "summary": plan_summary(plan),
         "actions": [_change_json(c) for c in plan.actions],
@@ -261,6 +263,8 @@ def plan_summary_line(doc: Mapping[str, Any]) -> str:
             f"{s['delete']} to delete, {s['noop']} unchanged"
         )
     extras = []
+    if doc.get("partial"):
+        extras.append(f"partial: only what changed since {doc['scope']['changed_since']}")
     moves = sum(1 for row in doc["actions"] if row.get("moved_to"))
     if moves:
         extras.append(f"{moves} rename(s): create the new webhook, then delete the old")

@@ -190,3 +190,14 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
         if not seconds > 0:
             self.fail(f"{value!r}: a duration must be positive", param, ctx)
         return seconds
+
+
+def changed_since_option(f: F) -> F:
+    """``--changed-since GIT_REF``: plan, apply and drift only what changed since a git ref."""
+    return click.option(
+        "--changed-since",
+        metavar="GIT_REF",
+        default=None,
+        help="Only the forms whose desired webhooks differ from GIT_REF (a partial plan; "
+        "changes made in Typeform or secret rotations are not seen: run a full drift too).",
+    )(f)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from reconciler.changes import changed_scope
 from reconciler.commands._options import (
     OutputFormat,
     api_options,
+    changed_since_option,
     color_option,
     format_option,
     logging_options,
@@ -53,6 +55,7 @@ Example:
 )
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @write_options
+@changed_since_option
 @format_option
 @color_option
 @logging_options
@@ -73,6 +76,7 @@ def apply(
     atomic: bool,
     records_path: Path,
     lock_timeout: float,
+    changed_since: str | None,
     output_format: str,
     no_color: bool,
     log_level: str,
@@ -85,12 +89,14 @@ def apply(
     from reconciler.api import parse_targets
 
     setup_logging(log_level, log_format)
-    if plan_file is not None and (targets or accounts or prune):
-        given = [
-            f
-            for f, on in (("--target", targets), ("--account", accounts), ("--prune", prune))
-            if on
-        ]
+    flags = (
+        ("--target", targets),
+        ("--account", accounts),
+        ("--prune", prune),
+        ("--changed-since", changed_since),
+    )
+    if plan_file is not None and any(on for _, on in flags):
+        given = [f for f, on in flags if on]
         raise ConfigError(
             f"{', '.join(given)} cannot be used with --plan: a saved plan carries the scope "
             "and pruning decided when it was made"
@@ -126,6 +132,11 @@ def apply(
         atomic=atomic,
         auto_approve=auto_approve,
         records=records_path,
+        changed=(
+            changed_scope(resolve_paths(paths), changed_since, desired)
+            if changed_since is not None
+            else None
+        ),
     )
 
     async def go() -> ApplyResult:

@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
+from reconciler.changes import changed_scope
 from reconciler.commands._options import (
     OutputFormat,
     api_options,
+    changed_since_option,
     color_option,
     format_option,
     logging_options,
@@ -62,6 +64,7 @@ Example:
 )
 @paths_argument
 @api_options
+@changed_since_option
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the JSON report to FILE (atomically).")  # fmt: skip
 @click.option("--prune", is_flag=True,
@@ -80,6 +83,7 @@ def drift(
     accounts: tuple[str, ...],
     secret_dirs: tuple[Path, ...],
     request_timeout: float,
+    changed_since: str | None,
     report_path: Path | None,
     prune: bool,
     fail_on_unmanaged: bool,
@@ -108,7 +112,10 @@ def drift(
         environ=env,
         events=CliEvents(),
     )
-    options = DriftOptions(prune=prune, targets=parse_targets(targets), accounts=accounts)
+    changed = changed_scope(resolve_paths(paths), changed_since, desired) if changed_since else None
+    options = DriftOptions(
+        prune=prune, targets=parse_targets(targets), accounts=accounts, changed=changed
+    )
 
     async def go() -> DriftReport:
         return await run_drift(run, desired, options)

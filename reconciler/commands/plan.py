@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from reconciler.changes import changed_scope
 from reconciler.commands._options import (
     OutputFormat,
     api_options,
+    changed_since_option,
     color_option,
     format_option,
     logging_options,
@@ -38,6 +40,7 @@ Example:
 )
 @paths_argument
 @api_options
+@changed_since_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan.")
 @click.option(
     "--prune",
@@ -59,6 +62,7 @@ def plan(
     accounts: tuple[str, ...],
     secret_dirs: tuple[Path, ...],
     request_timeout: float,
+    changed_since: str | None,
     out: Path | None,
     prune: bool,
     detailed_exitcode: bool,
@@ -89,9 +93,18 @@ def plan(
     )
     options = PlanOptions(prune=prune, targets=parse_targets(targets))
 
+    changed = None
+    if changed_since is not None:
+        changed = changed_scope(resolve_paths(paths), changed_since, desired)
+
     async def go() -> PlanResult:
         return await make_plan(
-            run, desired, options, accounts=accounts, with_fingerprints=out is not None
+            run,
+            desired,
+            options,
+            accounts=accounts,
+            with_fingerprints=out is not None,
+            changed=changed,
         )
 
     result = run_async(go)
