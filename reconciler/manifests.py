@@ -1057,6 +1057,7 @@ class _Builder:
                 token=token,
                 rate_limit=float(rate),
                 location=doc.loc(()),
+                rate_group=spec.get("rate_group"),
             )
         )
 

@@ -243,6 +243,8 @@ class Account:
     token: SecretRef | None = None
     rate_limit: float = DEFAULT_RATE
     location: Location | None = None
+    rate_group: str | None = None
+    """Accounts in one rate group share one pacer (two tokens of one Typeform account)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ from reconciler.lock import describe_holder
 from reconciler.logs import Redactor, redacting
 from reconciler.models import (
     DEFAULT_ACCOUNT,
+    Account,
     Action,
     Change,
     DesiredState,
@@ -64,6 +65,7 @@ from reconciler.models import (
     WebhookKey,
 )
 from reconciler.normalize import SecretStatus, desired_digest, hash_text, live_form_fingerprint
+from reconciler.pacer import Pacer
 from reconciler.planner import (
     DEFAULT_MAX_DELETES,
     LiveForms,
@@ -252,6 +254,7 @@ async def open_clients(
 ) -> AsyncIterator[dict[str, TypeformClient]]:
     """One paced client per account, reached through ``run.endpoints``; closed on exit."""
     resolve = run.endpoints or default_resolver(run.environ, run.settings.secret_dirs)
+    pacers = _pacers(run, desired, accounts)
     async with AsyncExitStack() as stack:
         clients: dict[str, TypeformClient] = {}
         for name in accounts:
@@ -270,12 +273,27 @@ async def open_clients(
                     timeout=run.settings.request_timeout,
                     read_only=read_only,
                     on_response=run.on_response,
+                    pacer=pacers[name],
                 )
             )
         yield clients
 
 
-def _account(desired: DesiredState, name: str) -> Any:
+def _pacers(run: Run, desired: DesiredState, accounts: Sequence[str]) -> dict[str, Pacer]:
+    """One pacer per rate group: Typeform limits a Typeform account, whatever its tokens."""
+    groups: dict[str, list[Account]] = {}
+    for name in accounts:
+        account = _account(desired, name)
+        groups.setdefault(account.rate_group or account.name, []).append(account)
+    pacers: dict[str, Pacer] = {}
+    for members in groups.values():
+        rate = run.settings.rate or min(a.rate_limit for a in members)
+        pacer = Pacer(rate=rate, concurrency=run.settings.concurrency)
+        pacers.update((a.name, pacer) for a in members)
+    return pacers
+
+
+def _account(desired: DesiredState, name: str) -> Account:
     try:
         return desired.account(name)
     except KeyError:
