@@ -25,6 +25,7 @@ from pathlib import Path
 
 import anyio
 
+from reconciler.changes import ChangedScope, changed_scope
 from reconciler.credentials import secret_dirs_from
 from reconciler.drift_report import DriftReport
 from reconciler.errors import ConfigError
@@ -62,6 +63,10 @@ def _paths(paths: Paths | None) -> list[str]:
     if isinstance(paths, str | os.PathLike):
         return [os.fspath(paths)]
     return [os.fspath(p) for p in paths] or list(DEFAULT_PATHS)
+
+
+def _changed(paths: Paths | None, ref: str | None, desired: DesiredState) -> ChangedScope | None:
+    return changed_scope(_paths(paths), ref, desired) if ref is not None else None
 
 
 def parse_targets(targets: Iterable[str | Target]) -> tuple[Target, ...]:
@@ -126,6 +131,7 @@ async def plan(
     accounts: Iterable[str] = (),
     rate: float | None = None,
     out: str | os.PathLike[str] | None = None,
+    changed_since: str | None = None,
     request_timeout: float = 30.0,
     secret_dirs: Iterable[str | os.PathLike[str]] = (),
     environ: Mapping[str, str] | None = None,
@@ -154,6 +160,7 @@ async def plan(
         PlanOptions(prune=prune, targets=parse_targets(targets)),
         accounts=tuple(accounts),
         with_fingerprints=out is not None,
+        changed=_changed(paths, changed_since, desired),
     )
     if out is not None:
         write_plan(Path(out), result.plan)
@@ -178,6 +185,7 @@ async def apply(
     rate: float | None = None,
     request_timeout: float = 30.0,
     lock_timeout: float = 0.0,
+    changed_since: str | None = None,
     secret_dirs: Iterable[str | os.PathLike[str]] = (),
     environ: Mapping[str, str] | None = None,
     events: EventSink | None = None,
@@ -191,7 +199,7 @@ async def apply(
     target_list = parse_targets(targets)
     account_list = tuple(accounts)
     saved = plan if isinstance(plan, Plan) else read_plan(Path(plan)) if plan is not None else None
-    if saved is not None and (prune or target_list or account_list):
+    if saved is not None and (prune or target_list or account_list or changed_since):
         raise ConfigError(
             "a saved plan carries its own scope: prune, targets and accounts cannot be given "
             "with it"
@@ -220,6 +228,7 @@ async def apply(
             atomic=atomic,
             auto_approve=auto_approve,
             records=Path(records),
+            changed=_changed(paths, changed_since, desired),
         ),
         saved=saved,
     )
@@ -234,6 +243,7 @@ async def drift(
     targets: Iterable[str | Target] = (),
     accounts: Iterable[str] = (),
     rate: float | None = None,
+    changed_since: str | None = None,
     request_timeout: float = 30.0,
     secret_dirs: Iterable[str | os.PathLike[str]] = (),
     environ: Mapping[str, str] | None = None,
@@ -256,5 +266,10 @@ async def drift(
         approve=None,
         secret_dirs=secret_dirs,
     )
-    options = DriftOptions(prune=prune, targets=parse_targets(targets), accounts=tuple(accounts))
+    options = DriftOptions(
+        prune=prune,
+        targets=parse_targets(targets),
+        accounts=tuple(accounts),
+        changed=_changed(paths, changed_since, desired),
+    )
     return await run_drift(run, desired, options)
