@@ -1,19 +1,25 @@
-"""``reconcile state list`` and ``reconcile state rm ADDRESS...``: the managed set, by hand.
+"""``reconcile state list|rm|migrate|push|pull``: the managed set, and where it is kept, by hand.
 
-Neither calls the API. ``rm`` stops managing webhooks (they stay live, and become unmanaged),
-under the apply lock, and refuses as a whole when any address is not in the state.
+None calls the API. ``rm`` stops managing webhooks (they stay live, and become unmanaged),
+under the apply lock, and refuses as a whole when any address is not in the state. ``migrate``
+creates or upgrades a PostgreSQL state's tables; ``push`` and ``pull`` move a whole state between
+a state file and another store (a database), under both locks, and never overwrite a target that
+holds webhooks unless told to. A ``--state`` DSN is only ever shown without its password.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
 
 import click
 
 from reconciler.commands._options import DEFAULT_STATE, OutputFormat, format_option
 from reconciler.errors import ConfigError
 from reconciler.models import Target, WebhookKey
-from reconciler.state import State, open_state_store
+from reconciler.state import FileStateStore, State, StateStore, open_state_store
 
 _STATE_OPTION = click.option(
     "--state",
@@ -22,7 +28,7 @@ _STATE_OPTION = click.option(
     default=DEFAULT_STATE,
     show_default=True,
     metavar="PATH",
-    help="State file (env RECONCILE_STATE).",
+    help="State file, or postgresql://… (env RECONCILE_STATE).",
 )
 
 
@@ -36,7 +42,8 @@ def state() -> None:
 @format_option
 def list_(state_spec: str, output_format: str) -> int:
     """List the webhooks this tool manages: address, id, when last applied, URL, source."""
-    current = open_state_store(state_spec).load()
+    store = open_state_store(state_spec)
+    current = store.load()
     rows = [
         {
             "address": str(key),
@@ -53,7 +60,7 @@ def list_(state_spec: str, output_format: str) -> int:
         click.echo(json.dumps({"serial": current.serial, "webhooks": rows}, indent=2))
         return 0
     if not rows:
-        click.echo(f"No managed webhooks in {state_spec}.")
+        click.echo(f"No managed webhooks in {store.location}.")
         return 0
     if output_format == OutputFormat.MARKDOWN:
         click.echo("| address | webhook id | applied at | url |\n|---|---|---|---|")
@@ -106,3 +113,104 @@ def _key(text: str, current: State) -> WebhookKey:
         found = ", ".join(str(k) for k in sorted(matches))
         raise ConfigError(f"{text} matches several accounts ({found}): add the account")
     return matches[0]
+
+
+@state.command(
+    "migrate",
+    epilog="""\b
+Exit codes: 0 the schema is current, 1 the database cannot be reached or changed.
+\b
+Example:
+  reconcile state migrate --state 'postgresql://ci@db.example.com/reconcile'""",
+)
+@_STATE_OPTION
+def migrate(state_spec: str) -> int:
+    """Create or upgrade the tables of a PostgreSQL state (safe to run again)."""
+    store = open_state_store(state_spec)
+    migrate_schema = getattr(store, "migrate", None)
+    if migrate_schema is None:
+        raise ConfigError(
+            f"--state {store.location}: a state file has no schema to migrate; "
+            "state migrate is for --state postgresql://…"
+        )
+    before, now = migrate_schema()
+    if before == now:
+        click.echo(f"Schema version {now} (already current) at {store.location}.")
+    else:
+        click.echo(f"Schema version {now} (migrated from {before}) at {store.location}.")
+    return 0
+
+
+_FORCE = click.option(
+    "--force", is_flag=True, help="Overwrite a target that already holds managed webhooks."
+)
+
+
+@state.command(
+    "push",
+    epilog="""\b
+Exit codes: 0 copied, 1 the target holds webhooks (without --force), or a store failed.
+\b
+Example:
+  reconcile state push --from .reconcile/state.json --state 'postgresql://ci@db/reconcile'""",
+)
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The state file to copy from.",
+)
+@_STATE_OPTION
+@_FORCE
+def push(source: Path, state_spec: str, force: bool) -> int:
+    """Copy a whole state file into --state (a database), replacing what it holds."""
+    return _copy(FileStateStore(source), open_state_store(state_spec), force=force, command="push")
+
+
+@state.command(
+    "pull",
+    epilog="""\b
+Exit codes: 0 copied, 1 the target holds webhooks (without --force), or a store failed.
+\b
+Example:
+  reconcile state pull --to state.json --state 'postgresql://ci@db/reconcile'""",
+)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The state file to copy to.",
+)
+@_STATE_OPTION
+@_FORCE
+def pull(target: Path, state_spec: str, force: bool) -> int:
+    """Copy the whole state of --state (a database) into a state file."""
+    return _copy(open_state_store(state_spec), FileStateStore(target), force=force, command="pull")
+
+
+def _copy(source: StateStore, target: StateStore, *, force: bool, command: str) -> int:
+    if source.location == target.location:
+        raise ConfigError(f"{source.location} is both the source and the target; nothing to copy")
+    target.check_writable()
+    # Both locks, the file's first whichever way the copy goes: a push and a pull of the same
+    # pair cannot each hold one and wait for the other.
+    stores = (source, target) if isinstance(source, FileStateStore) else (target, source)
+    with ExitStack() as locks:
+        for store in stores:
+            locks.enter_context(store.lock(command=f"state {command}"))
+        moving = source.load()
+        replaced = target.load()
+        if replaced.webhooks and not force:
+            raise ConfigError(
+                f"{target.location} already holds {len(replaced.webhooks)} managed webhook(s) "
+                f"(serial {replaced.serial}); nothing was copied. Pass --force to replace them "
+                f"with the {len(moving.webhooks)} of {source.location}"
+            )
+        written = target.save(replace(moving, serial=replaced.serial))
+    click.echo(
+        f"Copied {len(moving.webhooks)} managed webhook(s) from {source.location} "
+        f"(serial {moving.serial}) to {target.location} (now serial {written.serial})."
+    )
+    return 0
