@@ -28,7 +28,6 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +35,7 @@ from typing import Any, TypeGuard
 
 import filelock
 
+from reconciler.clock import Clock, timestamp, utc_now
 from reconciler.errors import LockHeldError, StateError
 from reconciler.fileio import write_atomic
 
@@ -53,16 +53,6 @@ __all__ = [
     "pid_alive",
     "read_holder",
 ]
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +246,7 @@ class ApplyLock:
         *,
         command: str = "apply",
         timeout: float = 0,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self.state_path = state_path
         self.command = command
@@ -280,7 +270,7 @@ class ApplyLock:
             holder = LockHolder(
                 pid=os.getpid(),
                 host=socket.gethostname(),
-                started_at=_timestamp(self._clock()),
+                started_at=timestamp(self._clock()),
                 command=self.command,
             )
             data = (json.dumps(holder.to_json(), indent=2) + "\n").encode("utf-8")

@@ -22,13 +22,14 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.applier import ApplyOutcome, Outcome, adopt, apply_plan
 from reconciler.changes import ChangedScope
 from reconciler.client import TypeformClient
+from reconciler.clock import timestamp, utc_now
 from reconciler.credentials import resolve_secret
 from reconciler.drift_report import DriftReport, drift_from_plan
 from reconciler.errors import (
@@ -102,15 +103,6 @@ __all__ = [
 Approve = Callable[[Plan], Awaitable[bool]]
 
 
-def timestamp(moment: datetime) -> str:
-    """The one timestamp format of every output: ISO-8601 UTC to the second, with ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Run-wide settings from flags (never a token value)."""
@@ -135,7 +127,7 @@ class Run:
     environ: Mapping[str, str] = field(default_factory=dict)
     endpoints: EndpointResolver | None = None
     """How an account's API URL is reached; default: real HTTP, or the emulator for emulator:."""
-    clock: Callable[[], datetime] = _utc_now
+    clock: Callable[[], datetime] = utc_now
     events: EventSink = ignore
     approve: Approve | None = None
     """Asked before any write unless ``auto_approve``; ``None`` refuses (nobody to ask)."""

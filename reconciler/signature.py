@@ -18,9 +18,11 @@ import binascii
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from reconciler.clock import timestamp
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -137,10 +139,6 @@ def _ulid(now: datetime) -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def sample_form_response(form_id: str, tag: str, *, now: datetime) -> dict[str, Any]:
     """A minimal but well-formed ``form_response`` delivery for ``form_id``, submitted at ``now``.
 
@@ -157,8 +155,8 @@ def sample_form_response(form_id: str, tag: str, *, now: datetime) -> dict[str, 
         "form_response": {
             "form_id": form_id,
             "token": secrets.token_hex(16),
-            "landed_at": _timestamp(now - timedelta(seconds=30)),
-            "submitted_at": _timestamp(now),
+            "landed_at": timestamp(now - timedelta(seconds=30)),
+            "submitted_at": timestamp(now),
             "definition": {
                 "id": form_id,
                 "title": f"Sample response sent by reconcile ping (tag {tag})",

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from reconciler.applier import Outcome
+from reconciler.clock import timestamp, utc_now
 from reconciler.commands._options import (
     Duration,
     api_options,
@@ -161,7 +162,7 @@ def watch(
     def on_error(exc: ReconcileError, delay: float) -> None:
         say.error(exc, delay)
         if reports is not None:
-            reports.write_stale(str(exc), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            reports.write_stale(str(exc), timestamp(utc_now()))
 
     def on_cycle(duration: float, success: bool) -> None:
         metrics.observe_cycle(duration, success=success, now=time.time())
