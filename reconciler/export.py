@@ -320,8 +320,8 @@ def _problem(entry: Mapping[str, Any]) -> str | None:
         return None
     error = errors[0]
     field = ".".join(str(p) for p in error.path) or "entry"
-    # The offending value may be long (a URL): name the field and the rule, never quote it.
-    return f"its {field} cannot be written in a manifest ({error.validator} rule of the schema)"
+    message = error.message if len(error.message) <= 120 else error.message[:117] + "..."
+    return f"its {field} cannot be written in a manifest ({message})"
 
 
 # --------------------------------------------------------------------------- YAML

@@ -290,6 +290,23 @@ def test_a_webhook_whose_url_carries_credentials_is_left_out_with_a_note_never_t
     assert validate(cli, write_export(cli, result.out)).code == 0
 
 
+def test_a_webhook_with_no_event_type_on_is_left_out_because_the_schema_needs_one(
+    cli: Reconcile,
+) -> None:
+    off = {"form_response": False, "form_response_partial": False}
+    cli.put_live("onbrd03", "silent", {"url": "https://rx.example.com/s", "event_types": off})
+
+    result = export(cli, "--form", "onbrd03")
+
+    assert result.code == 0, result.err
+    docs = [d for d in yaml.safe_load_all(result.out) if d]
+    assert entries(docs) == []
+    assert "# left out onbrd03/silent: its event_types cannot be written in a manifest" in (
+        result.out
+    )
+    assert validate(cli, write_export(cli, result.out)).code == 0
+
+
 # --------------------------------------------------------------------------- adoption
 
 
