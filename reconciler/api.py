@@ -199,11 +199,6 @@ async def apply(
     target_list = parse_targets(targets)
     account_list = tuple(accounts)
     saved = plan if isinstance(plan, Plan) else read_plan(Path(plan)) if plan is not None else None
-    if saved is not None and (prune or target_list or account_list or changed_since):
-        raise ConfigError(
-            "a saved plan carries its own scope: prune, targets and accounts cannot be given "
-            "with it"
-        )
     desired = await load(paths, environ=environ)
     run = _run(
         state=state,

@@ -97,7 +97,6 @@ __all__ = [
     "cycle",
     "drift",
     "plan",
-    "timestamp",
 ]
 
 Approve = Callable[[Plan], Awaitable[bool]]
@@ -740,6 +739,19 @@ async def apply(
     the plan is derived again and executed only when each action equals the saved one.
     """
     options = options or ApplyOptions()
+    if saved is not None:
+        decided = (
+            ("--target", options.targets),
+            ("--account", options.accounts),
+            ("--prune", options.prune),
+            ("--changed-since", options.changed),
+        )
+        given = [flag for flag, on in decided if on]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} cannot be used with --plan: a saved plan carries the "
+                "scope and pruning decided when it was made"
+            )
     with redacting(run.redactor):
         for warning in desired.warnings:
             run.events(Notice(warning.render()))

@@ -35,6 +35,12 @@ AFTER = {
 }
 
 
+MANIFEST = (
+    "apiVersion: reconciler/v1\nkind: WebhookSet\nmetadata: {name: s}\n"
+    "spec: {webhooks: [{form_id: onbrd01, tag: intake, url: 'https://h.example.com/i'}]}\n"
+)
+
+
 def a_plan(**kwargs: Any) -> Plan:
     change = Change(
         Action.CREATE,
@@ -122,10 +128,7 @@ def test_apply_of_a_malformed_plan_exits_1_and_writes_nothing(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "manifests").mkdir()
-    (tmp_path / "manifests" / "set.yaml").write_text(
-        "apiVersion: reconciler/v1\nkind: WebhookSet\nmetadata: {name: s}\n"
-        "spec: {webhooks: [{form_id: onbrd01, tag: intake, url: 'https://h.example.com/i'}]}\n"
-    )
+    (tmp_path / "manifests" / "set.yaml").write_text(MANIFEST)
     (tmp_path / "plan.json").write_text(json.dumps(MALFORMED["after of the wrong type"]))
 
     with pytest.raises(SystemExit) as exited:
@@ -145,6 +148,8 @@ def test_apply_plan_refuses_options_decided_at_plan_time(
     flag: list[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "set.yaml").write_text(MANIFEST)
     write_plan(tmp_path / "plan.json", a_plan())
     with pytest.raises(SystemExit) as exited:
         main(["apply", "--api-url", "emulator:emu.json", "--plan", "plan.json", *flag])

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -20,7 +21,9 @@ import anyio
 import click
 from rich.console import Console
 
-from reconciler.commands._options import OutputFormat
+from reconciler.changes import ChangedScope, changed_scope
+from reconciler.commands._options import OutputFormat, resolve_paths
+from reconciler.credentials import secret_dirs_from
 from reconciler.errors import Interrupted
 from reconciler.events import (
     AccountFailed,
@@ -32,7 +35,9 @@ from reconciler.events import (
     WriteDone,
 )
 from reconciler.logs import configure_logging
-from reconciler.models import Operation, Plan
+from reconciler.manifests import load_desired
+from reconciler.models import DesiredState, Operation, Plan
+from reconciler.pipeline import Settings
 from reconciler.render import plan_to_json, render_plan_markdown, render_plan_text
 
 T = TypeVar("T")
@@ -70,6 +75,46 @@ def print_plan(plan: Plan, *, output_format: str, no_color: bool, to_stderr: boo
         stream = sys.stderr if to_stderr else None
         console = make_console(no_color=no_color, stream=stream)
         console.print(render_plan_text(doc), end="")
+
+
+# --------------------------------------------------------------------------- invocation
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What every command that reads the API starts from: environment, manifests, settings."""
+
+    env: dict[str, str]
+    desired: DesiredState
+    settings: Settings
+    changed: ChangedScope | None
+
+
+def invocation(
+    paths: tuple[str, ...],
+    *,
+    api_url: str | None,
+    rate: float | None,
+    request_timeout: float,
+    secret_dirs: tuple[Path, ...],
+    lock_timeout: float = 0.0,
+    changed_since: str | None = None,
+) -> Invocation:
+    env = environ()
+    desired = load_desired(resolve_paths(paths), environ=env)
+    settings = Settings(
+        api_url=api_url,
+        rate=rate,
+        request_timeout=request_timeout,
+        lock_timeout=lock_timeout,
+        secret_dirs=secret_dirs_from(env, secret_dirs),
+    )
+    changed = (
+        changed_scope(resolve_paths(paths), changed_since, desired)
+        if changed_since is not None
+        else None
+    )
+    return Invocation(env, desired, settings, changed)
 
 
 # --------------------------------------------------------------------------- events

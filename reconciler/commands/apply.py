@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from reconciler.changes import changed_scope
 from reconciler.commands._options import (
     OutputFormat,
     api_options,
@@ -16,21 +15,18 @@ from reconciler.commands._options import (
     format_option,
     logging_options,
     paths_argument,
-    resolve_paths,
     write_options,
 )
 from reconciler.commands._runtime import (
     CliEvents,
     ask_approval,
-    environ,
+    invocation,
     print_plan,
     run_async,
     setup_logging,
 )
-from reconciler.credentials import secret_dirs_from
-from reconciler.errors import ApplyError, ConfigError
-from reconciler.manifests import load_desired
-from reconciler.pipeline import ApplyOptions, ApplyResult, Run, Settings
+from reconciler.errors import ApplyError
+from reconciler.pipeline import ApplyOptions, ApplyResult, Run
 from reconciler.pipeline import apply as run_apply
 from reconciler.planfile import read_plan
 from reconciler.render import apply_summary_line
@@ -89,34 +85,23 @@ def apply(
     from reconciler.api import parse_targets
 
     setup_logging(log_level, log_format)
-    flags = (
-        ("--target", targets),
-        ("--account", accounts),
-        ("--prune", prune),
-        ("--changed-since", changed_since),
+    cmd = invocation(
+        paths,
+        api_url=api_url,
+        rate=rate,
+        request_timeout=request_timeout,
+        secret_dirs=secret_dirs,
+        lock_timeout=lock_timeout,
+        changed_since=changed_since,
     )
-    if plan_file is not None and any(on for _, on in flags):
-        given = [f for f, on in flags if on]
-        raise ConfigError(
-            f"{', '.join(given)} cannot be used with --plan: a saved plan carries the scope "
-            "and pruning decided when it was made"
-        )
-    setup_env = environ()
-    desired = load_desired(resolve_paths(paths), environ=setup_env)
     saved = read_plan(plan_file) if plan_file is not None else None
     # With --format json, stdout carries the plan document alone (it must parse); what a person
     # reads while apply runs goes to stderr.
     human_err = output_format == OutputFormat.JSON
     run = Run(
         store=open_state_store(state_spec),
-        settings=Settings(
-            api_url=api_url,
-            rate=rate,
-            request_timeout=request_timeout,
-            lock_timeout=lock_timeout,
-            secret_dirs=secret_dirs_from(setup_env, secret_dirs),
-        ),
-        environ=setup_env,
+        settings=cmd.settings,
+        environ=cmd.env,
         events=CliEvents(
             show_plan=partial(print_plan, output_format=output_format, no_color=no_color),
             writes_to_stderr=human_err,
@@ -132,15 +117,11 @@ def apply(
         atomic=atomic,
         auto_approve=auto_approve,
         records=records_path,
-        changed=(
-            changed_scope(resolve_paths(paths), changed_since, desired)
-            if changed_since is not None
-            else None
-        ),
+        changed=cmd.changed,
     )
 
     async def go() -> ApplyResult:
-        return await run_apply(run, desired, options, saved=saved)
+        return await run_apply(run, cmd.desired, options, saved=saved)
 
     result = run_async(go)
     if not result.rows:

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from reconciler.changes import changed_scope
 from reconciler.commands._options import (
     OutputFormat,
     api_options,
@@ -17,21 +16,18 @@ from reconciler.commands._options import (
     format_option,
     logging_options,
     paths_argument,
-    resolve_paths,
 )
 from reconciler.commands._runtime import (
     CliEvents,
-    environ,
+    invocation,
     make_console,
     run_async,
     setup_logging,
 )
-from reconciler.credentials import secret_dirs_from
 from reconciler.drift_report import DriftReport
 from reconciler.errors import ReconcileError
 from reconciler.fileio import write_json_atomic
-from reconciler.manifests import load_desired
-from reconciler.pipeline import DriftOptions, Run, Settings
+from reconciler.pipeline import DriftOptions, Run
 from reconciler.pipeline import drift as run_drift
 from reconciler.render_drift import render_drift_markdown, render_drift_text
 from reconciler.state import open_state_store
@@ -99,26 +95,26 @@ def drift(
     from reconciler.api import parse_targets
 
     setup_logging(log_level, log_format)
-    env = environ()
-    desired = load_desired(resolve_paths(paths), environ=env)
+    cmd = invocation(
+        paths,
+        api_url=api_url,
+        rate=rate,
+        request_timeout=request_timeout,
+        secret_dirs=secret_dirs,
+        changed_since=changed_since,
+    )
     run = Run(
         store=open_state_store(state_spec),
-        settings=Settings(
-            api_url=api_url,
-            rate=rate,
-            request_timeout=request_timeout,
-            secret_dirs=secret_dirs_from(env, secret_dirs),
-        ),
-        environ=env,
+        settings=cmd.settings,
+        environ=cmd.env,
         events=CliEvents(),
     )
-    changed = changed_scope(resolve_paths(paths), changed_since, desired) if changed_since else None
     options = DriftOptions(
-        prune=prune, targets=parse_targets(targets), accounts=accounts, changed=changed
+        prune=prune, targets=parse_targets(targets), accounts=accounts, changed=cmd.changed
     )
 
     async def go() -> DriftReport:
-        return await run_drift(run, desired, options)
+        return await run_drift(run, cmd.desired, options)
 
     report = run_async(go)
     doc = report.to_json()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from reconciler.changes import changed_scope
 from reconciler.commands._options import (
     OutputFormat,
     api_options,
@@ -15,13 +14,10 @@ from reconciler.commands._options import (
     format_option,
     logging_options,
     paths_argument,
-    resolve_paths,
 )
-from reconciler.commands._runtime import CliEvents, environ, print_plan, run_async, setup_logging
-from reconciler.credentials import secret_dirs_from
+from reconciler.commands._runtime import CliEvents, invocation, print_plan, run_async, setup_logging
 from reconciler.errors import ReconcileError
-from reconciler.manifests import load_desired
-from reconciler.pipeline import PlanResult, Run, Settings
+from reconciler.pipeline import PlanResult, Run
 from reconciler.pipeline import plan as make_plan
 from reconciler.planfile import write_plan
 from reconciler.planner import PlanOptions
@@ -78,33 +74,30 @@ def plan(
     from reconciler.api import parse_targets
 
     setup_logging(log_level, log_format)
-    env = environ()
-    desired = load_desired(resolve_paths(paths), environ=env)
+    cmd = invocation(
+        paths,
+        api_url=api_url,
+        rate=rate,
+        request_timeout=request_timeout,
+        secret_dirs=secret_dirs,
+        changed_since=changed_since,
+    )
     run = Run(
         store=open_state_store(state_spec),
-        settings=Settings(
-            api_url=api_url,
-            rate=rate,
-            request_timeout=request_timeout,
-            secret_dirs=secret_dirs_from(env, secret_dirs),
-        ),
-        environ=env,
+        settings=cmd.settings,
+        environ=cmd.env,
         events=CliEvents(),
     )
     options = PlanOptions(prune=prune, targets=parse_targets(targets))
 
-    changed = None
-    if changed_since is not None:
-        changed = changed_scope(resolve_paths(paths), changed_since, desired)
-
     async def go() -> PlanResult:
         return await make_plan(
             run,
-            desired,
+            cmd.desired,
             options,
             accounts=accounts,
             with_fingerprints=out is not None,
-            changed=changed,
+            changed=cmd.changed,
         )
 
     result = run_async(go)
