@@ -112,7 +112,7 @@ class Export:
             "# Secrets are write-only in the API: set every variable named on a 'secret:' line,",
             "# and uncomment a '# secret:' line where that webhook has a secret too.",
         ]
-        header += [f"# left out {s.key}: {s.reason}" for s in self.skipped]
+        header += [_one_line(f"# left out {s.key}: {s.reason}") for s in self.skipped]
         docs = []
         if name != DEFAULT_ACCOUNT:
             docs.append(_account_yaml(self.account))
@@ -258,7 +258,7 @@ def _build(
         problem = _problem(entry.entry())
         if problem is not None:
             skipped.append(SkippedWebhook(hook.key, problem))
-            run.events(Notice(f"export: left out {hook.key}: {problem}"))
+            run.events(Notice(_one_line(f"export: left out {hook.key}: {problem}")))
             continue
         env = _unique(_secret_variable(hook.key), taken)
         taken.add(env)
@@ -355,6 +355,15 @@ def _dump(doc: Mapping[str, Any]) -> str:
     return yaml.safe_dump(
         doc, sort_keys=False, default_flow_style=None, width=1_000_000, allow_unicode=True
     )
+
+
+_LINE_BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every control character and YAML line break shown as ``?``: a tag or URL
+    the API returned must not end a comment and start a line of YAML (or of a terminal)."""
+    return _LINE_BREAKS.sub("?", text)
 
 
 def _count(n: int, noun: str) -> str:

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 import yaml
 from test_cli_plan_apply import Reconcile, Result
@@ -22,6 +24,13 @@ from reconciler.cli import cli as cli_group
 from reconciler.commands.export import export as export_command
 from reconciler.emulator import DEMO_SEED, Seed, configure, hash_secret
 from reconciler.emulator.seed import SeedForm, SeedWebhook
+from reconciler.events import Notice
+from reconciler.export import export as run_export
+from reconciler.manifests import check
+from reconciler.models import Account, DesiredState
+from reconciler.pipeline import Run
+from reconciler.state import FileStateStore
+from reconciler.transports import Endpoint
 
 EU_TOKEN_ENV = "TYPEFORM_TOKEN_EU"
 PLAIN_SECRET = "pl41n-SECRET-never-print-7731"
@@ -305,6 +314,51 @@ def test_a_webhook_with_no_event_type_on_is_left_out_because_the_schema_needs_on
         result.out
     )
     assert validate(cli, write_export(cli, result.out)).code == 0
+
+
+def test_hostile_api_answers_stay_in_comments_and_a_plain_secret_never_reaches_the_yaml(
+    tmp_path: Path,
+) -> None:
+    """A hand-written API (the emulator refuses such tags): line breaks in a tag or a URL must
+    not escape their comment into YAML, and a plain secret must not survive the export."""
+    injected = "x\nkind: Account\u2028apiVersion: evil"
+    hooks = [
+        {"id": "1", "form_id": "abc1", "tag": injected, "url": "https://a.example.com/",
+         "enabled": True},
+        {"id": "2", "form_id": "abc1", "tag": "ok", "url": "https://a.example.com/\n- tag: y",
+         "enabled": True},
+        {"id": "3", "form_id": "abc1", "tag": "kept", "url": "https://a.example.com/k",
+         "enabled": True, "secret": PLAIN_SECRET},
+    ]  # fmt: skip
+
+    def api(request: httpx.Request) -> httpx.Response:
+        assert request.method == "GET"
+        return httpx.Response(200, json={"items": hooks})
+
+    def resolve(account: Account, api_url: str) -> Endpoint:
+        return Endpoint(
+            account.name, api_url, "https://api.invalid", "tok", httpx.MockTransport(api)
+        )
+
+    notices: list[str] = []
+    run = Run(
+        store=FileStateStore(tmp_path / "state.json"),
+        endpoints=resolve,
+        events=lambda e: notices.append(e.message) if isinstance(e, Notice) else None,
+    )
+    result = anyio.run(lambda: run_export(run, DesiredState(), forms=["abc1"]))
+    text = result.to_yaml()
+
+    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    assert [d["kind"] for d in docs] == ["WebhookSet"]
+    assert entries(docs) == ["abc1/kept"]
+    assert result.secrets_to_set == ("WEBHOOK_SECRET_ABC1_KEPT",)
+    assert PLAIN_SECRET not in text + repr(result)
+    assert len(notices) == 2
+    assert all("\n" not in n and "\u2028" not in n for n in notices)
+    (path := tmp_path / "m" / "x.yaml").parent.mkdir()
+    path.write_text(text, encoding="utf-8")
+    assert check([path]).valid
 
 
 # --------------------------------------------------------------------------- adoption
