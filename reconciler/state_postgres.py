@@ -245,7 +245,9 @@ class PostgresStateStore:
                 raise ConfigError(f"namespace {namespace[:70]!r} is not a valid namespace")
             self.dsn = replace(self.dsn, namespace=namespace)
         self.namespace = self.dsn.namespace
-        self._lock_key = _lock_key(self.namespace)
+        self.advisory_lock_key = _lock_key(self.namespace)
+        """The namespace's advisory lock key (``pg_locks``: ``classid``/``objid`` are its high
+        and low 32 bits, ``objsubid`` 1): the same on every host and version."""
         self._lock_conn: psycopg.Connection[Any] | None = None
         self._mutex = threading.RLock()
         self._schema_checked = False
@@ -604,7 +606,7 @@ class PostgresStateStore:
                             " AND backend_pid = pg_backend_pid()",
                             (self.namespace,),
                         )
-                        conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_key,))
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (self.advisory_lock_key,))
         finally:
             # Closing the session releases the advisory lock whatever happened above.
             conn.close()
@@ -617,7 +619,9 @@ class PostgresStateStore:
             deadline = time.monotonic() + timeout
             pause = _POLL_SECONDS
             while True:
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,)).fetchone()
+                row = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (self.advisory_lock_key,)
+                ).fetchone()
                 if row is not None and row[0]:
                     break
                 left = deadline - time.monotonic()
@@ -668,7 +672,11 @@ class PostgresStateStore:
             " WHERE h.namespace = %s AND EXISTS (SELECT 1 FROM pg_locks l"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.pid = h.backend_pid"
             " AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1)",
-            (self.namespace, (self._lock_key >> 32) & 0xFFFFFFFF, self._lock_key & 0xFFFFFFFF),
+            (
+                self.namespace,
+                (self.advisory_lock_key >> 32) & 0xFFFFFFFF,
+                self.advisory_lock_key & 0xFFFFFFFF,
+            ),
         ).fetchone()
         if row is None:
             return None

@@ -37,7 +37,7 @@ except ImportError:
     )
 
 from reconciler.cli import main
-from reconciler.errors import ConfigError, StateError
+from reconciler.errors import ConfigError, LockHeldError, StateError
 from reconciler.models import OperationRecord, WebhookKey
 from reconciler.records import read_records
 from reconciler.state import ManagedWebhook, State, load_state, open_state_store, save_state
@@ -651,3 +651,56 @@ def test_the_store_repr_and_location_name_the_namespace_without_the_password(
     assert PG_PASSWORD not in repr(store)
     assert store.location.endswith("?namespace=prod")
     assert store.location.startswith(f"postgresql://{PG_USER}:***@127.0.0.1:")
+
+
+def test_a_save_that_fails_midway_changes_nothing_not_even_the_serial(postgres_dsn: str) -> None:
+    store = PostgresStateStore(postgres_dsn)
+    before = store.save(State({ENTRY.key: ENTRY}))
+    # PostgreSQL text cannot hold NUL: the row insert fails after the serial was bumped.
+    bad = ManagedWebhook(
+        WebhookKey("default", "fdbk001", "inbox"), "01H", ENTRY.applied_at, None, "a\x00b"
+    )
+
+    with pytest.raises(StateError, match="cannot save the PostgreSQL state") as refused:
+        store.save(before.without(ENTRY.key).with_applied(bad))
+
+    after = PostgresStateStore(postgres_dsn).load()
+    assert after == before
+    assert PG_PASSWORD not in str(refused.value)
+    assert store.save(before).serial == 2  # the store itself is still usable
+
+
+def test_a_row_left_by_a_killed_holder_never_names_it_as_the_holder(
+    postgres_server: PostgresServer, postgres_db: str, lock_holder: subprocess.Popen[str]
+) -> None:
+    dsn = postgres_server.dsn(postgres_db)
+    lock_holder.send_signal(signal.SIGKILL)
+    lock_holder.wait(timeout=10)
+    store = PostgresStateStore(dsn)
+    with postgres_server.admin(postgres_db) as squatter:
+        # Someone takes the advisory lock without saying who (the instant before a holder
+        # records itself looks the same).
+        squatter.execute("SELECT pg_advisory_lock(%s)", (store.advisory_lock_key,))
+        with pytest.raises(LockHeldError) as held:
+            store.lock(command="apply").__enter__()
+
+    assert "another process (it has not said which)" in str(held.value)
+    assert f"pid {lock_holder.pid}" not in str(held.value)
+    with store.lock(command="apply") as info:  # the squatter's session closed: free again
+        assert info.holder.pid == os.getpid()
+
+
+def test_a_run_whose_lock_session_died_cannot_save_anymore(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    dsn = postgres_server.dsn(postgres_db)
+    store = PostgresStateStore(dsn)
+    with store.lock(command="apply"):
+        state = store.load()
+        with postgres_server.admin(postgres_db) as admin:
+            # The server restarts, or an operator ends the session: the lock is gone with it.
+            admin.execute("SELECT pg_terminate_backend(backend_pid) FROM lock_holders")
+        with pytest.raises(StateError, match="cannot save the PostgreSQL state"):
+            store.save(state.with_applied(ENTRY))
+
+    assert PostgresStateStore(dsn).load() == State()
