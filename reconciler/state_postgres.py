@@ -650,6 +650,11 @@ class PostgresStateStore:
                 f"cannot lock the PostgreSQL state {self.location}: {_first_line(exc, self.dsn)}"
             ) from None
 
+    def holder(self) -> tuple[LockHolder, int] | None:
+        """Who holds this namespace's lock now, and the backend pid of its session (which
+        ``pg_terminate_backend`` ends); ``None`` when nobody does or the holder has not said."""
+        return self._run("read the lock holder of", self._current_holder)
+
     def _held_message(self, conn: psycopg.Connection[Any]) -> str:
         found = self._current_holder(conn)
         if found is None:

@@ -704,3 +704,20 @@ def test_a_run_whose_lock_session_died_cannot_save_anymore(
             store.save(state.with_applied(ENTRY))
 
     assert PostgresStateStore(dsn).load() == State()
+
+
+def test_the_current_holder_and_its_session_can_be_asked_for(
+    postgres_dsn: str, lock_holder: subprocess.Popen[str]
+) -> None:
+    store = PostgresStateStore(postgres_dsn)
+
+    found = store.holder()
+
+    assert found is not None
+    holder, backend_pid = found
+    assert (holder.pid, holder.command) == (lock_holder.pid, "watch --heal")
+    assert backend_pid > 0
+    assert lock_holder.stdin is not None
+    lock_holder.stdin.close()
+    lock_holder.wait(timeout=10)
+    assert store.holder() is None
