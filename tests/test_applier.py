@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from conftest import TEST_TOKEN, MakeEmulator, RunningEmulator
 
@@ -22,6 +24,7 @@ from reconciler.client import Jitter, RetryPolicy, TypeformClient
 from reconciler.emulator import Seed
 from reconciler.emulator.seed import SeedForm, SeedWebhook, hash_secret
 from reconciler.emulator.store import WebhookChange
+from reconciler.errors import StateError
 from reconciler.fingerprints import Fingerprinter
 from reconciler.models import (
     DEFAULT_ACCOUNT,
@@ -84,6 +87,7 @@ def want(
     secret: bool = False,
     state: Presence = Presence.PRESENT,
     line: int = 3,
+    located: bool = True,
     **kw: Any,
 ) -> DesiredWebhook:
     return DesiredWebhook(
@@ -91,7 +95,7 @@ def want(
         url=url or f"https://hooks.example.com/{k.tag}",
         secret=SecretRef(SecretSource.ENV, f"SECRET_{k.tag.upper()}") if secret else None,
         state=state,
-        location=Location(SOURCE, line, 5),
+        location=Location(SOURCE, line, 5) if located else None,
         **kw,
     )
 
@@ -163,9 +167,11 @@ class Rig:
         state: State,
         secrets: Mapping[WebhookKey, str],
         *,
-        atomic: bool = False,
         record: Callable[[OperationRecord], None] | None = None,
+        **options: Any,
     ) -> ApplyOutcome:
+        """``apply_plan`` as the pipeline calls it; ``options`` (``atomic``, ``on_state``,
+        ``on_result``) are passed only when given, so their defaults are what is tested."""
         return await apply_plan(
             plan.actions,
             apis={DEFAULT_ACCOUNT: self.client},
@@ -175,7 +181,7 @@ class Rig:
             now=lambda: LATER,
             fingerprint=self.hashes.fingerprint,
             record=record or self.records.append,
-            atomic=atomic,
+            **options,
         )
 
     def record_of(self, k: WebhookKey, operation: Operation) -> OperationRecord:
@@ -188,13 +194,21 @@ class Rig:
 @pytest.fixture
 def make_rig(make_emulator: MakeEmulator) -> Callable[..., Rig]:
     def make(
-        *, faults: dict[str, Any] | None = None, attempts: int = 3, concurrency: int = 4, **kw: Any
+        *,
+        faults: dict[str, Any] | None = None,
+        attempts: int = 3,
+        concurrency: int = 4,
+        read_only: bool = False,
+        wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+        **kw: Any,
     ) -> Rig:
         emulator = make_emulator(seed=SEED, faults=faults, **kw)
+        assert emulator.transport is not None
         client = TypeformClient(
             base_url=emulator.base_url,
             token=TEST_TOKEN,
-            transport=emulator.transport,
+            transport=wrap(emulator.transport) if wrap else emulator.transport,
+            read_only=read_only,
             rate=1000.0,
             concurrency=concurrency,
             retry=RetryPolicy(max_attempts=attempts, base_delay=0.0, jitter=Jitter.NONE),
@@ -228,6 +242,7 @@ async def test_a_create_records_the_live_id_the_body_without_secret_the_source_a
     outcome = await rig.apply(plan, State(), secrets)
 
     assert outcome.ok
+    assert outcome.adopted == ()  # adoption is adopt()'s, after apply
     live_id = rig.live_id(NEW)
     assert live_id is not None
     entry = outcome.state.get(NEW)
@@ -303,10 +318,11 @@ async def test_an_update_replaces_the_entry_and_fingerprints_the_new_secret(
     assert not rig.hashes.matches(OLD_SECRET, entry.secret_fingerprint)
     assert outcome.state.serial == 4  # the store increments it on save, not the applier
     record = rig.record_of(OWNED, Operation.UPDATE)
-    assert (record.success, record.webhook_id, record.url) == (
+    assert (record.success, record.webhook_id, record.url, record.note) == (
         True,
         rig.live_id(OWNED),
         "https://hooks.example.com/owned-v2",
+        None,  # only a revert explains what it could not restore
     )
     hook = rig.emulator.store.get_webhook(FORM_A, "owned")
     assert hook is not None
@@ -449,8 +465,8 @@ async def test_atomic_reverts_an_update_keeping_the_entry_with_the_before_body_a
     reverted = rig.record_of(OWNED, Operation.REVERT)
     assert reverted.success
     assert reverted.webhook_id == hook.id
-    assert reverted.note is not None
-    assert "the secret stays rotated" in reverted.note
+    assert reverted.note == "fields restored; the secret stays rotated (secrets are write-only)"
+    assert entry.applied_at == LATER
     row = next(r for r in outcome.rows if r.operation is Operation.REVERT)
     assert row.note == reverted.note
 
@@ -460,10 +476,16 @@ async def test_a_reverted_update_without_a_secret_change_says_nothing_was_lost(
 ) -> None:
     rig = make_rig(faults=fail_puts_on(FORM_B))
     state = State({OWNED: rig.entry(OWNED, OLD_SECRET)})
+    secrets = {OWNED: OLD_SECRET}  # declared, and known to be live already
     plan = await rig.plan(
-        desired(want(OWNED, "https://hooks.example.com/owned-v2"), want(NEW_B)), state, {}
+        desired(want(OWNED, "https://hooks.example.com/owned-v2", secret=True), want(NEW_B)),
+        state,
+        secrets,
     )
-    outcome = await rig.apply(plan, state, {}, atomic=True)
+    before = plan.actions[0].before
+    assert before is not None
+    assert before["secret"] == SENSITIVE
+    outcome = await rig.apply(plan, state, secrets, atomic=True)
     reverted = rig.record_of(OWNED, Operation.REVERT)
     assert reverted.success
     assert reverted.note is None
@@ -491,6 +513,7 @@ async def test_atomic_re_creates_an_owned_deletion_and_owns_it_again_under_its_n
     assert entry.webhook_id == new_id
     assert entry.applied == applied_body(plan.actions[0].before)
     assert entry.source == SOURCE
+    assert entry.applied_at == LATER
     assert entry.secret_fingerprint is None  # re-created without a secret
     deleted = rig.record_of(OWNED, Operation.DELETE)
     reverted = rig.record_of(OWNED, Operation.REVERT)
@@ -512,7 +535,7 @@ async def test_a_reverted_deletion_of_a_webhook_known_to_carry_a_secret_says_it_
 
     reverted = rig.record_of(OWNED, Operation.REVERT)
     assert reverted.note is not None
-    assert "without its secret" in reverted.note
+    assert reverted.note == "re-created without its secret (secrets are write-only): set it again"
     hook = rig.emulator.store.get_webhook(FORM_A, "owned")
     assert hook is not None
     assert hook.secret_sha256 is None
@@ -735,6 +758,7 @@ async def test_a_delete_of_a_webhook_already_gone_succeeds_and_the_entry_goes(
 ) -> None:
     rig = make_rig()
     state = State({OWNED: rig.entry(OWNED)})
+    live_id = rig.live_id(OWNED)
     plan = await rig.plan(desired(want(OWNED, state=Presence.ABSENT)), state, {})
     assert rig.emulator.store.delete_webhook(FORM_A, "owned")  # someone else was faster
 
@@ -744,8 +768,7 @@ async def test_a_delete_of_a_webhook_already_gone_succeeds_and_the_entry_goes(
     assert outcome.state.get(OWNED) is None
     record = rig.record_of(OWNED, Operation.DELETE)
     assert (record.success, record.error, record.attempts) == (True, None, 1)
-    assert record.note is not None
-    assert "404" in record.note
+    assert (record.note, record.webhook_id) == ("already gone (404)", live_id)
 
 
 async def test_a_delete_retried_after_a_lost_answer_is_a_success_after_two_attempts(
@@ -776,7 +799,10 @@ async def test_a_404_on_an_update_is_a_failure_not_a_success(
     state = State({OWNED: recorded})
     plan = await rig.plan(desired(want(OWNED, "https://hooks.example.com/owned-v2")), state, {})
     outcome = await rig.apply(plan, state, {})
-    assert not rig.record_of(OWNED, Operation.UPDATE).success
+    record = rig.record_of(OWNED, Operation.UPDATE)
+    assert (record.success, record.attempts) == (False, 1)
+    assert record.error is not None
+    assert "HTTP 404" in record.error
     assert outcome.state.get(OWNED) is recorded
 
 
@@ -878,3 +904,305 @@ def test_the_write_body_carries_the_secret_only_when_one_is_given() -> None:
     }
     assert applied_body(essence) == {"url": "https://x.example.com", "enabled": True}
     assert applied_body(None) is None
+
+
+# --------------------------------------------------------------------------- callbacks and timing
+
+
+async def test_every_row_reaches_on_result_and_every_landed_state_reaches_on_state(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(faults=fail_puts_on(FORM_B))
+    plan = await rig.plan(desired(want(NEW), want(NEW_B)), State(), {})
+    rows: list[Any] = []
+    states: list[State] = []
+
+    outcome = await rig.apply(plan, State(), {}, on_result=rows.append, on_state=states.append)
+
+    assert rows == list(outcome.rows)
+    assert len(states) == 1  # one write landed: one save, of the state that records it
+    assert states[-1] is outcome.state
+    assert states[-1].get(NEW) is not None
+
+
+async def test_durations_are_measured_in_milliseconds_for_landed_and_failed_writes(
+    make_rig: Callable[..., Rig],
+) -> None:
+    faults = {"latency_ms": 40, **fail_puts_on(FORM_B)}
+    rig = make_rig(faults=faults, sleep=anyio.sleep)  # the emulator really waits 40 ms
+    plan = await rig.plan(desired(want(NEW), want(NEW_B)), State(), {})
+    outcome = await rig.apply(plan, State(), {})
+    assert sorted(r.success for r in rig.records) == [False, True]
+    for record in rig.records:
+        assert isinstance(record.duration_ms, int)
+        assert 40 <= record.duration_ms < 5_000, record
+    assert sorted(r.duration_ms for r in outcome.rows) == sorted(r.duration_ms for r in rig.records)
+
+
+# --------------------------------------------------------------------------- more reverts
+
+
+async def test_atomic_with_every_write_landed_reverts_nothing(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig()
+    plan = await rig.plan(desired(want(NEW), want(NEW_B)), State(), {})
+    outcome = await rig.apply(plan, State(), {}, atomic=True)
+    assert outcome.ok
+    assert [r.operation for r in rig.records] == [Operation.CREATE, Operation.CREATE]
+    assert rig.live_id(NEW) is not None
+    assert rig.live_id(NEW_B) is not None
+    assert outcome.state.get(NEW) is not None
+    assert outcome.state.get(NEW_B) is not None
+
+
+async def test_a_reverted_deletion_whose_re_create_answers_404_is_a_failure(
+    make_rig: Callable[..., Rig],
+) -> None:
+    faults = fail_puts_on(FORM_B)
+    faults["script"].append(
+        {"method": "PUT", "path": f"/forms/{FORM_A}/webhooks/owned", "status": 404}
+    )
+    rig = make_rig(faults=faults)
+    state = State({OWNED: rig.entry(OWNED)})
+    plan = await rig.plan(desired(want(OWNED, state=Presence.ABSENT), want(NEW_B)), state, {})
+
+    outcome = await rig.apply(plan, state, {}, atomic=True)
+
+    reverted = rig.record_of(OWNED, Operation.REVERT)
+    assert reverted.success is False
+    assert reverted.error is not None
+    assert "HTTP 404" in reverted.error
+    assert rig.live_id(OWNED) is None
+    assert outcome.state.get(OWNED) is None  # the delete landed; nothing came back to own
+
+
+# --------------------------------------------------------------------------- renames
+
+
+RENAMED = key(FORM_A, "zz-renamed")
+OTHER_V2 = key(FORM_B, "other-v2")
+
+
+async def test_a_rename_creates_the_new_webhook_before_deleting_the_old_one(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(concurrency=1)
+    state = State({OWNED: rig.entry(OWNED)})
+    between = key(FORM_A, "mm-between")  # sorts between the old and the new tag
+    plan = await rig.plan(
+        desired(want(RENAMED, previous_tags=("owned",)), want(between)), state, {}
+    )
+    assert [(str(c.key), c.action) for c in plan.actions] == [
+        (str(between), Action.CREATE),
+        (str(OWNED), Action.DELETE),
+        (str(RENAMED), Action.CREATE),
+    ]
+
+    outcome = await rig.apply(plan, state, {})
+
+    assert outcome.ok
+    assert [(r.tag, r.operation) for r in rig.records][-1] == ("owned", Operation.DELETE)
+    assert {r.tag for r in rig.records} == {"owned", "zz-renamed", "mm-between"}
+    assert rig.live_id(OWNED) is None
+    assert outcome.state.get(OWNED) is None
+    for k in (RENAMED, between):
+        entry = outcome.state.get(k)
+        assert entry is not None
+        assert entry.webhook_id == rig.live_id(k)
+
+
+async def test_a_rename_whose_create_failed_keeps_the_old_webhook_and_sends_nothing_for_it(
+    make_rig: Callable[..., Rig],
+) -> None:
+    faults = {"script": [{"method": "PUT", "path": f"/forms/{FORM_A}/*", "status": 400}]}
+    rig = make_rig(faults=faults)
+    old_id = rig.live_id(OWNED)
+    recorded = rig.entry(OWNED)
+    state = State({OWNED: recorded, OTHER: rig.entry(OTHER)})
+    plan = await rig.plan(
+        desired(
+            want(RENAMED, previous_tags=("owned",)),
+            want(OTHER_V2, previous_tags=("other",)),
+        ),
+        state,
+        {},
+    )
+
+    outcome = await rig.apply(plan, state, {})
+
+    assert rig.live_id(OWNED) == old_id
+    assert outcome.state.get(OWNED) is recorded
+    record = rig.record_of(OWNED, Operation.DELETE)
+    assert (record.success, record.attempts, record.webhook_id) == (False, 0, old_id)
+    assert record.error == (
+        f"not deleted: its replacement {RENAMED} was not created; nothing was sent"
+    )
+    # The other rename, on another form, still goes through completely.
+    assert rig.live_id(OTHER) is None
+    assert rig.live_id(OTHER_V2) is not None
+    assert rig.record_of(OTHER, Operation.DELETE).success
+    assert outcome.state.get(OTHER) is None
+    assert outcome.state.get(OTHER_V2) is not None
+
+
+# --------------------------------------------------------------------------- more adoption
+
+
+async def test_adopt_goes_through_every_action_of_the_plan(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    recorded = rig.entry(OWNED)
+    state = State({OWNED: recorded})
+    plan = await rig.plan(
+        desired(
+            want(OWNED, "https://hooks.example.com/owned-v1"),  # recorded: skipped
+            want(STRANGER, "https://hooks.example.com/changed"),  # an update: skipped
+            want(OTHER, "https://hooks.example.com/other", located=False),  # adopted
+        ),
+        state,
+        {},
+    )
+    assert [c.action for c in plan.actions] == [Action.NOOP, Action.UPDATE, Action.NOOP]
+
+    adopted_state, adopted = adopt(
+        plan, state, secrets={}, now=LATER, fingerprint=rig.hashes.fingerprint
+    )
+
+    assert adopted == (OTHER,)
+    assert adopted_state.get(OWNED) is recorded
+    assert adopted_state.get(STRANGER) is None
+    entry = adopted_state.get(OTHER)
+    assert entry is not None
+    assert entry.webhook_id == rig.live_id(OTHER)
+    assert entry.source is None  # no manifest location known
+
+
+async def test_an_update_from_a_change_without_location_keeps_the_recorded_source(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig()
+    state = State({OWNED: rig.entry(OWNED)})
+    plan = await rig.plan(
+        desired(want(OWNED, "https://hooks.example.com/owned-v9", located=False)), state, {}
+    )
+    outcome = await rig.apply(plan, state, {})
+    entry = outcome.state.get(OWNED)
+    assert entry is not None
+    assert entry.source == SOURCE
+
+
+# --------------------------------------------------------------------------- odd answers
+
+
+class EmptyPutAnswers(httpx.AsyncBaseTransport):
+    """The emulator, except that a PUT is answered ``200`` with an empty body (the write lands)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method != "PUT":
+            return response
+        await response.aread()
+        return httpx.Response(200, content=b"", request=request)
+
+
+async def test_a_create_answered_without_a_body_is_recorded_but_not_owned(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(wrap=EmptyPutAnswers)
+    plan = await rig.plan(desired(want(NEW)), State(), {})
+    outcome = await rig.apply(plan, State(), {})
+    assert rig.live_id(NEW) is not None
+    record = rig.record_of(NEW, Operation.CREATE)
+    assert (record.success, record.webhook_id) == (True, None)
+    assert outcome.state.get(NEW) is None  # its id is unknown: the next apply adopts it
+
+
+async def test_a_client_that_refuses_to_write_gives_failed_rows_of_one_attempt(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(read_only=True)
+    plan = await rig.plan(desired(want(NEW)), State(), {})
+    outcome = await rig.apply(plan, State(), {})
+    record = rig.record_of(NEW, Operation.CREATE)
+    assert (record.success, record.attempts) == (False, 1)
+    assert record.error is not None
+    assert "read-only" in record.error
+    assert rig.live_id(NEW) is None
+    assert dict(outcome.state.webhooks) == {}
+
+
+# --------------------------------------------------------------------------- local failure text
+
+
+TAIL = "Fix the cause and run apply again: it adopts what landed and converges."
+
+
+async def test_a_local_failure_with_nothing_landed_says_so_and_names_both_lost_writes(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(faults=fail_puts_on(FORM_A))
+    plan = await rig.plan(desired(want(NEW)), State(), {})
+
+    def no_records(_record: OperationRecord) -> None:
+        raise OSError("the records volume went away")  # no errno, no strerror
+
+    outcome = await rig.apply(plan, State(), {}, record=no_records)
+
+    assert outcome.local_failure == (
+        "could not write the operation records (the records volume went away). "
+        "Writes that landed: nothing. "
+        f"Not recorded: record of create {NEW}. "
+        "0 write(s) not sent or stopped before an answer (one in flight may have landed). " + TAIL
+    )
+
+
+async def test_a_local_failure_lists_every_write_that_landed_and_everything_unrecorded(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(concurrency=1)
+    tags = ("w1", "w2", "w3")
+    plan = await rig.plan(desired(*(want(key(FORM_A, t)) for t in tags)), State(), {})
+    saves: list[State] = []
+
+    def second_save_fails(state: State) -> None:
+        saves.append(state)
+        if len(saves) == 2:
+            raise StateError("state file is locked by someone else")
+
+    def second_record_fails(record: OperationRecord) -> None:
+        rig.records.append(record)
+        if len(rig.records) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    outcome = await rig.apply(
+        plan, State(), {}, record=second_record_fails, on_state=second_save_fails
+    )
+
+    assert outcome.local_failure is not None
+    assert outcome.local_failure.startswith(
+        "could not write the operation records (No space left on device). "
+        f"Writes that landed: create {FORM_A}/w1, create {FORM_A}/w2"
+    )
+    assert (
+        f"Not recorded: record of create {FORM_A}/w2; state of {FORM_A}/w2" in outcome.local_failure
+    )
+    assert outcome.local_failure.endswith(TAIL)
+
+
+async def test_a_state_store_error_is_named_in_its_own_words(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig()
+    plan = await rig.plan(desired(want(NEW)), State(), {})
+
+    def refuse(_state: State) -> None:
+        raise StateError("the state changed since it was read")
+
+    outcome = await rig.apply(plan, State(), {}, on_state=refuse)
+    assert outcome.local_failure is not None
+    assert outcome.local_failure.startswith(
+        "could not write the state (the state changed since it was read). "
+    )
