@@ -227,3 +227,98 @@ def test_explicit_absent_deletions_never_count_as_emptying_an_account() -> None:
     check_safety(
         plan, only_absent, managed=owned(key("f1", "gone")), max_deletes=10, allow_empty=False
     )
+
+
+def test_a_target_leaves_live_webhooks_outside_it_out_of_every_list() -> None:
+    plan = build_plan(
+        DesiredState(),
+        live(have("f1", "a"), have("f2", "b"), have("f2", "ours")),
+        managed=owned(key("f2", "ours")),
+        secrets={},
+        created_at=NOW,
+        options=PlanOptions(targets=(Target("f1"),)),
+    )
+    assert [w.key for w in plan.unmanaged] == [key("f1", "a")]
+    assert plan.prune_skipped == ()
+    assert plan.actions == ()
+
+
+def test_the_plan_carries_the_changed_since_reference_it_was_made_for() -> None:
+    plan = build_plan(
+        desired(want("f1", "a")),
+        live(have("f1", "a")),
+        managed={},
+        secrets={},
+        created_at=NOW,
+        options=PlanOptions(targets=(Target("f1"),), changed_since="origin/main"),
+    )
+    assert plan.changed_since == "origin/main"
+    assert build_plan(DesiredState(), {}, managed={}, secrets={}, created_at=NOW).changed_since is (
+        None
+    )
+
+
+def test_a_noop_shows_the_live_side_including_a_secret_nothing_declares() -> None:
+    echoed = LiveWebhook(
+        key=key("f1", "a"),
+        id="id-a",
+        url="https://hooks.example.com/a",
+        enabled=True,
+        verify_ssl=True,
+        event_types=EventTypes(),
+        secret="plain-secret-from-the-api",
+    )
+    plan = build_plan(
+        desired(want("f1", "a")), live(echoed), managed={}, secrets={}, created_at=NOW
+    )
+    [noop] = plan.actions
+    assert noop.action is Action.NOOP
+    assert noop.after == noop.before
+    assert noop.after is not None
+    assert noop.after["secret"] == SENSITIVE
+    assert "plain-secret-from-the-api" not in repr(plan)
+
+
+def test_too_many_deletions_are_refused_with_what_to_do() -> None:
+    absent = [want("f1", f"t{i}", url=None, state=Presence.ABSENT) for i in range(2)]
+    manifests = desired(*absent)
+    plan = build_plan(
+        manifests,
+        live(*(have("f1", f"t{i}") for i in range(2))),
+        managed={},
+        secrets={},
+        created_at=NOW,
+    )
+    with pytest.raises(UnsafePlanError) as refused:
+        check_safety(plan, manifests, managed={}, max_deletes=1, allow_empty=False)
+    assert str(refused.value) == (
+        "the plan deletes 2 webhooks, more than --max-deletes 1; "
+        "review it with `reconcile plan`, then raise --max-deletes if it is right"
+    )
+
+
+def test_emptying_two_accounts_names_both_in_one_refusal() -> None:
+    eu = WebhookKey("eu", "f9", "b")
+    gone = LiveWebhook(
+        key=eu,
+        id="id-b",
+        url="https://hooks.example.com/b",
+        enabled=True,
+        verify_ssl=True,
+        event_types=EventTypes(),
+    )
+    managed = {**owned(key("f1", "a")), eu: "id-b"}
+    plan = build_plan(
+        DesiredState(),
+        {**live(have("f1", "a")), ("eu", "f9"): [gone]},
+        managed=managed,
+        secrets={},
+        created_at=NOW,
+        options=PlanOptions(prune=True),
+    )
+    with pytest.raises(UnsafePlanError) as refused:
+        check_safety(plan, DesiredState(), managed=managed, max_deletes=10, allow_empty=False)
+    assert str(refused.value) == (
+        "the plan deletes every managed webhook of account(s) default, eu and the manifests "
+        "declare none there; if that is really meant, pass --allow-empty"
+    )
