@@ -7,6 +7,10 @@
   and ``emulator_mode`` to parametrize a test body over ``served`` and ``inprocess``.
 * ``emulator_path`` / ``emulator_url``: a persisted ``emulator:PATH`` with a fast rate, for CLI
   tests.
+* the leak scan (end of file): every secret and token the suite uses (``LEAK_NEEDLES`` and module
+  constants named like ``*SECRET*`` / ``*TOKEN*`` / ``*PASSWORD*``) is searched for in everything
+  each test printed and every file the tool wrote under pytest's temporary directory; a hit fails
+  the session, naming the test and the constant, never the value.
 * ``postgres_server`` (one throwaway PostgreSQL cluster per session, skipped without the server
   binaries unless ``CI=true``), ``postgres_db`` / ``postgres_dsn``: a fresh database per test.
 
@@ -17,12 +21,15 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+import types
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -406,3 +413,178 @@ def postgres_db(postgres_server: PostgresServer) -> str:
 def postgres_dsn(postgres_server: PostgresServer, postgres_db: str) -> str:
     """``postgresql://reconciler:PASSWORD@127.0.0.1:PORT/DB`` of a fresh database."""
     return postgres_server.dsn(postgres_db)
+
+
+# --------------------------------------------------------------------------- leak scan
+#
+# SPEC section 10: secrets and tokens never reach stdout, stderr, logs, records, plan files or
+# reports. Tests check it where they look; this scan checks it everywhere, for the whole session.
+# What is searched: pytest's captured output of each test (stdout, stderr, log records), what
+# tests read through capsys/capfd (which pytest would otherwise no longer hold), what
+# subprocesses answered through ``communicate`` (``subprocess.run`` included), and at the end of
+# the session the files under pytest's base temporary directory that the tool writes (state,
+# plans, records, reports: ``*.json``, ``*.jsonl``, ``*.md``, ``*.txt``, ``*.log``), except inputs
+# tests create on purpose (a path naming ``secret`` or ``vault``) and an emulator's own persisted
+# account in ``secret_echo: plain`` mode, whose job is to echo secrets.
+
+LEAK_NEEDLES: set[str] = set()
+"""Secrets and tokens the suite uses: test modules add theirs at import (``LEAK_NEEDLES.add``)."""
+
+_TESTS_DIR = Path(__file__).resolve().parent
+_NEEDLE_NAME = re.compile(r"SECRET|TOKEN|PASSWORD")
+_NOT_A_VALUE = re.compile(r"_(ENV|VAR|NAME|NAMES|FILE|PATH|DIR|SCOPES?|HEADER)$")
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+_SCANNED_SUFFIXES = frozenset({".json", ".jsonl", ".md", ".txt", ".log"})
+_INPUT_MARKS = ("secret", "vault")
+_MAX_SCANNED_BYTES = 64 << 20
+
+
+def _constant_needles(module: types.ModuleType) -> Iterator[tuple[str, str]]:
+    for name, value in vars(module).items():
+        if not name.isupper() or not _NEEDLE_NAME.search(name) or _NOT_A_VALUE.search(name):
+            continue
+        several = isinstance(value, list | tuple | set | frozenset)
+        values: Iterable[Any] = value if several else [value]
+        for item in values:
+            if isinstance(item, str) and len(item) >= 8 and not _ENV_NAME.fullmatch(item):
+                yield f"{module.__name__}.{name}", item
+
+
+_needles_cache: dict[tuple[int, int], dict[str, str]] = {}
+
+
+def leak_needles() -> dict[str, str]:
+    """``value -> where it comes from`` for every needle known now (recomputed only when a
+    module was imported or a needle added since)."""
+    stamp = (len(sys.modules), len(LEAK_NEEDLES))
+    cached = _needles_cache.get(stamp)
+    if cached is not None:
+        return cached
+    found: dict[str, str] = {value: "LEAK_NEEDLES" for value in LEAK_NEEDLES if len(value) >= 8}
+    prefix = f"{_TESTS_DIR}{os.sep}"
+    for module in list(sys.modules.values()):
+        source = getattr(module, "__file__", None)
+        if not isinstance(source, str) or not source.startswith(prefix):
+            continue
+        for where, value in _constant_needles(module):
+            found.setdefault(value, where)
+    _needles_cache.clear()
+    _needles_cache[stamp] = found
+    return found
+
+
+def _masked(value: str) -> str:
+    return f"{value[:2]}…({len(value)} chars)"
+
+
+@dataclass
+class _LeakScan:
+    hits: list[str] = field(default_factory=list)
+    current: str = "(outside any test)"
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def check(self, where: str, text: str | bytes | None) -> None:
+        if not text:
+            return
+        raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+        for value, name in leak_needles().items():
+            if value.encode() in raw and (where, name, value) not in self.seen:
+                self.seen.add((where, name, value))
+                self.hits.append(f"{where}: {name} = {_masked(value)}")
+
+
+_leaks = _LeakScan()
+
+
+def _scanning_readouterr(original: Callable[..., Any]) -> Callable[..., Any]:
+    def readouterr(self: Any) -> Any:
+        result = original(self)
+        _leaks.check(f"{_leaks.current} (read through capsys/capfd)", result.out)
+        _leaks.check(f"{_leaks.current} (read through capsys/capfd)", result.err)
+        return result
+
+    return readouterr
+
+
+def _scanning_communicate(original: Callable[..., Any]) -> Callable[..., Any]:
+    def communicate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out, err = original(self, *args, **kwargs)
+        _leaks.check(f"{_leaks.current} (a subprocess's output)", out)
+        _leaks.check(f"{_leaks.current} (a subprocess's output)", err)
+        return out, err
+
+    return communicate
+
+
+_unpatched: dict[str, Any] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _unpatched["readouterr"] = pytest.CaptureFixture.readouterr
+    _unpatched["communicate"] = subprocess.Popen.communicate
+    pytest.CaptureFixture.readouterr = _scanning_readouterr(  # type: ignore[method-assign]
+        _unpatched["readouterr"]
+    )
+    subprocess.Popen.communicate = _scanning_communicate(  # type: ignore[method-assign]
+        _unpatched["communicate"]
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _unpatched:
+        pytest.CaptureFixture.readouterr = _unpatched.pop("readouterr")  # type: ignore[method-assign]
+        subprocess.Popen.communicate = _unpatched.pop("communicate")  # type: ignore[method-assign]
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    _leaks.current = nodeid
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for section, content in report.sections:
+        _leaks.check(f"{report.nodeid} ({section})", content)
+
+
+def _tool_output(path: Path) -> bool:
+    if path.suffix not in _SCANNED_SUFFIXES or not path.is_file() or path.is_symlink():
+        return False
+    lowered = str(path).lower()
+    return not any(mark in lowered for mark in _INPUT_MARKS)
+
+
+def _plain_echo_emulator(data: bytes) -> bool:
+    return b'"secret_echo": "plain"' in data or b'"secret_echo":"plain"' in data
+
+
+def scan_tree(base: Path) -> None:
+    """Search the tool's output files under ``base`` (named by their test's directory)."""
+    for path in sorted(base.rglob("*")):
+        try:
+            if not _tool_output(path) or path.stat().st_size > _MAX_SCANNED_BYTES:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if _plain_echo_emulator(data):
+            continue
+        _leaks.check(f"file {path.relative_to(base)}", data)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _leak_scan_of_written_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield
+    scan_tree(tmp_path_factory.getbasetemp())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _leaks.hits and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _leaks.hits:
+        return
+    terminalreporter.section("LEAK SCAN: a secret or token appeared in output", sep="=", red=True)
+    for hit in _leaks.hits:
+        terminalreporter.line(f"LEAK {hit}", red=True)
+    terminalreporter.line(f"{len(_leaks.hits)} leak(s): the session fails", red=True)
