@@ -59,6 +59,7 @@ from reconciler.models import (
     Action,
     Change,
     DesiredState,
+    OperationRecord,
     Plan,
     PlanBinding,
     Presence,
@@ -684,12 +685,15 @@ async def drift(
                 systemic=any(f.systemic for f in failures),
                 retry_after=max((f.retry_after or 0.0 for f in failures), default=0.0) or None,
             )
-        return drift_from_plan(
+        report = drift_from_plan(
             planned.result.plan,
             last_applied={k: e.applied for k, e in state.webhooks.items() if e.applied},
             checked_at=run.now(),
             heal_suspended=options.heal_suspended,
         )
+        # The latest status per webhook, where the store keeps one (PostgreSQL: a table).
+        run.store.save_drift(report.to_json())
+        return report
 
 
 async def cycle(run: Run, desired: DesiredState, options: CycleOptions) -> CycleResult:
@@ -866,7 +870,7 @@ async def _apply_locked(
             run_id=run.run_id,
             now=run.now,
             fingerprint=hashes.fingerprint,
-            record=writer.write,
+            record=_recorder(run, writer),
             on_state=persist,
             on_result=on_result,
             atomic=options.atomic,
@@ -887,6 +891,16 @@ async def _apply_locked(
         records=options.records if outcome.rows else None,
         failures=planned.result.failures,
     )
+
+
+def _recorder(run: Run, writer: RecordWriter) -> Callable[[OperationRecord], None]:
+    """Each record to the records file (fsynced), then to the state store (PostgreSQL: a table)."""
+
+    def record(entry: OperationRecord) -> None:
+        writer.write(entry)
+        run.store.write_record(entry)
+
+    return record
 
 
 def _action_fingerprint(change: Change) -> tuple[Any, ...]:

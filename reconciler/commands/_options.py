@@ -110,8 +110,8 @@ def api_options(f: F) -> F:
         envvar="RECONCILE_STATE",
         default=DEFAULT_STATE,
         show_default=True,
-        metavar="PATH",
-        help="State file (env RECONCILE_STATE).",
+        metavar="PATH|DSN",
+        help="State file, or postgresql://…?namespace=NAME (env RECONCILE_STATE).",
     )(f)
     f = click.option(
         "--rate",

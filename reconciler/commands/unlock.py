@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import click
 
-from reconciler.errors import StateError
+from reconciler.errors import ConfigError, StateError
 from reconciler.lock import (
+    LockHolder,
     LockInspection,
     LockStatus,
     break_lock,
@@ -22,9 +24,17 @@ from reconciler.lock import (
     inspect_lock,
     pid_alive,
 )
-from reconciler.state import DEFAULT_STATE_PATH
+from reconciler.state import DEFAULT_STATE_PATH, FileStateStore, open_state_store
 
 __all__ = ["run_unlock", "unlock"]
+
+
+@runtime_checkable
+class PostgresLike(Protocol):
+    """A store that can name who holds its lock (``state_postgres.PostgresStateStore``)."""
+
+    def holder(self) -> tuple[LockHolder, int] | None: ...
+
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -33,11 +43,11 @@ EXIT_REFUSED = 1
 @click.command()
 @click.option(
     "--state",
-    "state_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    "state_spec",
     envvar="RECONCILE_STATE",
     default=str(DEFAULT_STATE_PATH),
     show_default=True,
+    metavar="PATH|DSN",
     help="State file whose lock to release (env RECONCILE_STATE).",
 )
 @click.option(
@@ -46,9 +56,23 @@ EXIT_REFUSED = 1
     default=False,
     help="Remove the lock even if its holder may still be running.",
 )
-def unlock(state_path: Path, force: bool) -> int:
+def unlock(state_spec: str, force: bool) -> int:
     """Release a stale apply lock, naming its holder first."""
-    return run_unlock(state_path, force=force)
+    store = open_state_store(state_spec)
+    if not isinstance(store, FileStateStore):
+        # An advisory lock ends with its holder's session: there is nothing stale to remove.
+        found = store.holder() if isinstance(store, PostgresLike) else None
+        held = (
+            f" (held by {describe_holder(found[0])}; SELECT pg_terminate_backend({found[1]}) "
+            "ends it)"
+            if found
+            else " (nobody holds it now)"
+        )
+        raise ConfigError(
+            f"{store.location}: a PostgreSQL lock never goes stale; it ends with its holder's "
+            f"session{held}"
+        )
+    return run_unlock(store.path, force=force)
 
 
 def run_unlock(
