@@ -925,18 +925,50 @@ async def test_every_row_reaches_on_result_and_every_landed_state_reaches_on_sta
     assert states[-1].get(NEW) is not None
 
 
-async def test_durations_are_measured_in_milliseconds_for_landed_and_failed_writes(
+async def test_durations_are_measured_in_milliseconds_for_landed_failed_and_gone_writes(
     make_rig: Callable[..., Rig],
 ) -> None:
     faults = {"latency_ms": 40, **fail_puts_on(FORM_B)}
     rig = make_rig(faults=faults, sleep=anyio.sleep)  # the emulator really waits 40 ms
-    plan = await rig.plan(desired(want(NEW), want(NEW_B)), State(), {})
-    outcome = await rig.apply(plan, State(), {})
-    assert sorted(r.success for r in rig.records) == [False, True]
+    state = State({OWNED: rig.entry(OWNED)})
+    plan = await rig.plan(
+        desired(want(OWNED, state=Presence.ABSENT), want(NEW), want(NEW_B)), state, {}
+    )
+    assert rig.emulator.store.delete_webhook(FORM_A, "owned")  # the delete will answer 404
+
+    outcome = await rig.apply(plan, state, {})
+
+    assert sorted((r.tag, r.success) for r in rig.records) == [
+        ("new", True),
+        ("new-b", False),
+        ("owned", True),
+    ]
     for record in rig.records:
         assert isinstance(record.duration_ms, int)
         assert 40 <= record.duration_ms < 5_000, record
     assert sorted(r.duration_ms for r in outcome.rows) == sorted(r.duration_ms for r in rig.records)
+
+
+async def test_an_outcome_row_as_json_names_the_webhook_and_what_happened(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig()
+    plan = await rig.plan(desired(want(NEW)), State(), {})
+    outcome = await rig.apply(plan, State(), {})
+    [row] = outcome.rows
+    assert row.to_json() == {
+        "account": DEFAULT_ACCOUNT,
+        "form_id": FORM_A,
+        "tag": "new",
+        "address": f"{FORM_A}/new",
+        "operation": "create",
+        "success": True,
+        "error": None,
+        "webhook_id": rig.live_id(NEW),
+        "attempts": 1,
+        "duration_ms": row.duration_ms,
+        "note": None,
+    }
 
 
 # --------------------------------------------------------------------------- more reverts

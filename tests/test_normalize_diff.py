@@ -262,6 +262,16 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], list[tuple[str, Any, Any]
         {"url": "b", "event_types": dict(BOTH_EVENTS), "items": [1, [2, 3]]},
         [("url", "a", "b")],
     ),
+    "a tuple of True against a list of 1": (
+        {"url": "a", "items": (True,)},
+        {"url": "b", "items": [1]},
+        [("items", (True,), [1]), ("url", "a", "b")],
+    ),
+    "several fields on one side only": (
+        {"url": "a", "enabled": True, "verify_ssl": True, "x": 1, "y": 2},
+        {"url": "b", "enabled": True, "verify_ssl": True, "z": 3, "w": 4},
+        [("url", "a", "b"), ("w", None, 4), ("x", 1, None), ("y", 2, None), ("z", None, 3)],
+    ),
     "a tuple against an equal list": (
         {"url": "a", "items": (1, 2)},
         {"url": "a", "items": [1, 2]},
@@ -317,3 +327,48 @@ def test_a_differing_list_or_dict_is_reported_beside_a_flat_change(
 def test_keys_deepdiff_would_spell_differently_get_deepdiffs_answer(odd: Any) -> None:
     before, after = {"url": "a", odd: 1}, {"url": "b", odd: 2}
     assert field_changes(before, after) == deep_field_changes(before, after)
+    assert field_changes({odd: 1}, {odd: 2}) == deep_field_changes({odd: 1}, {odd: 2})
+
+
+FLAT_PAIRS = {
+    "a flat value": ({"url": "a", "enabled": True}, {"url": "b", "enabled": True}),
+    "a type": ({"url": "a", "enabled": True}, {"url": "b", "enabled": 1}),
+    "one side only": ({"url": "a"}, {"url": "a", "secret": SENSITIVE, "x": {"y": 1}}),
+    "equal nested values": (
+        {"url": "a", "event_types": dict(BOTH_EVENTS), "items": [1, (2, None)], "n": None},
+        {"url": "b", "event_types": dict(BOTH_EVENTS), "items": [1, (2, None)], "n": None},
+    ),
+}
+
+
+@pytest.fixture
+def deepdiff_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Counts DeepDiff constructions (deepdiff is a dependency, not one of our modules)."""
+    import deepdiff
+
+    calls: list[object] = []
+    real = deepdiff.DeepDiff
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deepdiff, "DeepDiff", counting)
+    return calls
+
+
+@pytest.mark.parametrize("case", sorted(FLAT_PAIRS))
+def test_a_flat_difference_is_answered_without_deepdiff(
+    case: str, deepdiff_calls: list[object]
+) -> None:
+    before, after = FLAT_PAIRS[case]
+    changes = field_changes(before, after)
+    assert deepdiff_calls == [], "the fast path should have answered"
+    assert changes == deep_field_changes(before, after)
+    assert len(deepdiff_calls) == 1  # the reference answer did use deepdiff
+
+
+def test_a_nested_difference_is_answered_by_deepdiff(deepdiff_calls: list[object]) -> None:
+    changes = field_changes(ESSENCE, {**ESSENCE, "event_types": BOTH_EVENTS})
+    assert [c.field for c in changes] == ["event_types.form_response_partial"]
+    assert len(deepdiff_calls) == 1
