@@ -37,6 +37,9 @@ from typing import Any
 
 import httpx
 import pytest
+from cli_harness import SECRET as CLI_SECRET
+from cli_harness import SECRET_ENV as CLI_SECRET_ENV
+from cli_harness import Reconcile
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -588,3 +591,22 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for hit in _leaks.hits:
         terminalreporter.line(f"LEAK {hit}", red=True)
     terminalreporter.line(f"{len(_leaks.hits)} leak(s): the session fails", red=True)
+
+
+# --------------------------------------------------------------------------- the CLI harness
+
+
+@pytest.fixture
+def cli(
+    tmp_path: Path,
+    emulator_path: Path,
+    emulator_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Reconcile:
+    """``reconcile ARGV`` in-process in ``tmp_path`` against ``emulator:PATH`` (cli_harness)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("TYPEFORM_TOKEN", "TYPEFORM_API_URL", "RECONCILE_STATE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(CLI_SECRET_ENV, CLI_SECRET)
+    return Reconcile(tmp_path, emulator_url, emulator_path, capsys)

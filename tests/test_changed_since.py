@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_plan_apply import SECRET, SECRET_ENV, Reconcile
+from cli_harness import Reconcile
 
 FORMS = ["onbrd01", "onbrd02", "onbrd03", "kyc0001", "fdbk001", "nwsl001", "evnt001"]
 
@@ -27,18 +27,8 @@ def git(root: Path, *args: str) -> None:
 
 
 @pytest.fixture
-def repo(
-    tmp_path: Path,
-    emulator_path: Path,
-    emulator_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Reconcile:
-    monkeypatch.chdir(tmp_path)
-    for name in ("TYPEFORM_TOKEN", "TYPEFORM_API_URL", "RECONCILE_STATE", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    cli = Reconcile(tmp_path, emulator_url, emulator_path, capsys)
+def repo(cli: Reconcile, tmp_path: Path) -> Reconcile:
+    """``cli`` in a git repository whose first commit holds the manifests, applied."""
     cli.write_set("onboarding", [hook(f) for f in FORMS], secret=False)
     git(tmp_path, "init", "-q", "-b", "main")
     git(tmp_path, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "manifests")

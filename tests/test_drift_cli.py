@@ -14,12 +14,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from test_cli_plan_apply import COMPANY, INTAKE, SECRET, SECRET_ENV, Reconcile
+from cli_harness import COMPANY, INTAKE, SECRET, SECRET_ENV, Reconcile
 
 from reconciler.emulator import configure, open_emulator
 from reconciler.manifests import load_desired
@@ -27,21 +26,6 @@ from reconciler.pipeline import ApplyOptions, CycleOptions, Run, Settings, cycle
 from reconciler.state import FileStateStore
 from reconciler.transports import default_resolver
 from reconciler.watch import HealLimiter
-
-
-@pytest.fixture
-def cli(
-    tmp_path: Path,
-    emulator_path: Path,
-    emulator_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Reconcile:
-    monkeypatch.chdir(tmp_path)
-    for name in ("TYPEFORM_TOKEN", "TYPEFORM_API_URL", "RECONCILE_STATE", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    return Reconcile(tmp_path, emulator_url, emulator_path, capsys)
 
 
 def delete_live(cli: Reconcile, form_id: str, tag: str) -> None:

@@ -7,28 +7,11 @@ emulator, the state file and the records.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import anyio
-import pytest
-from test_cli_plan_apply import COMPANY, INTAKE, SECRET, SECRET_ENV, Reconcile
+from cli_harness import COMPANY, INTAKE, Reconcile
 
 from reconciler.emulator import open_emulator
-
-
-@pytest.fixture
-def cli(
-    tmp_path: Path,
-    emulator_path: Path,
-    emulator_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Reconcile:
-    monkeypatch.chdir(tmp_path)
-    for name in ("TYPEFORM_TOKEN", "TYPEFORM_API_URL", "RECONCILE_STATE", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    return Reconcile(tmp_path, emulator_url, emulator_path, capsys)
 
 
 def delete_live(cli: Reconcile, form_id: str, tag: str) -> None:

@@ -15,25 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_plan_apply import COMPANY, FEEDBACK, INTAKE, SECRET, SECRET_ENV, Reconcile
+from cli_harness import COMPANY, FEEDBACK, INTAKE, Reconcile
 
 from reconciler.emulator import configure
-
-
-@pytest.fixture
-def cli(
-    tmp_path: Path,
-    emulator_path: Path,
-    emulator_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Reconcile:
-    """``reconcile ARGV`` in-process against ``emulator:PATH`` (test_cli_plan_apply's harness)."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("TYPEFORM_TOKEN", "TYPEFORM_API_URL", "RECONCILE_STATE", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    return Reconcile(tmp_path, emulator_url, emulator_path, capsys)
 
 
 def saved_plan(cli: Reconcile) -> Path:

@@ -6,10 +6,7 @@ on the next plan, with no manifest change. Explicit entries win over selector ma
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-from test_cli_plan_apply import SECRET, SECRET_ENV, Reconcile
+from cli_harness import Reconcile
 
 from reconciler.emulator import configure, open_emulator
 from reconciler.emulator.seed import Seed, SeedForm, SeedWebhook
@@ -29,21 +26,6 @@ ONBOARDING = {
     "tag": "onboarding",
     "url": "https://hooks.example.com/onboarding",
 }
-
-
-@pytest.fixture
-def cli(
-    tmp_path: Path,
-    emulator_path: Path,
-    emulator_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Reconcile:
-    monkeypatch.chdir(tmp_path)
-    for name in ("TYPEFORM_TOKEN", "TYPEFORM_API_URL", "RECONCILE_STATE", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    return Reconcile(tmp_path, emulator_url, emulator_path, capsys)
 
 
 def copy_template(cli: Reconcile, form_id: str, title: str) -> None:

@@ -7,25 +7,8 @@ the emulator's request count proves they never call it.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
-from test_cli_plan_apply import COMPANY, FEEDBACK, INTAKE, SECRET, SECRET_ENV, Reconcile
-
-
-@pytest.fixture
-def cli(
-    tmp_path: Path,
-    emulator_path: Path,
-    emulator_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Reconcile:
-    monkeypatch.chdir(tmp_path)
-    for name in ("TYPEFORM_TOKEN", "TYPEFORM_API_URL", "RECONCILE_STATE", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    return Reconcile(tmp_path, emulator_url, emulator_path, capsys)
+from cli_harness import COMPANY, FEEDBACK, INTAKE, Reconcile
 
 
 def total_requests(cli: Reconcile) -> int:
