@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import anyio
@@ -261,7 +261,9 @@ async def apply_plan(
             writing[:] = [tg.cancel_scope]
             for row in landed:
                 api = apis[row.key.account]
-                tg.start_soon(run, row.change, Operation.REVERT, _backward(api, row))
+                # The revert's record names the webhook the write made (a create's id).
+                change = replace(row.change, webhook_id=row.webhook_id)
+                tg.start_soon(run, change, Operation.REVERT, _backward(api, row))
 
     skipped = tuple(c for c in writes if id(c) not in answered)
     if local_failure is not None:
@@ -436,11 +438,12 @@ def next_state(
     if change.action is Action.DELETE:
         return current.without(key)
     secret = secrets.get(key)
-    webhook_id = row.webhook_id or (previous.webhook_id if previous else None)
+    webhook_id = row.webhook_id
     if not webhook_id:
-        # The API answered without the webhook: its id is unknown, so ownership cannot be
-        # proven. The next apply adopts it from the live list.
-        return current
+        # The API answered without the webhook: its id is unknown (the state's previous id, if
+        # any, is of a webhook that is gone), so ownership cannot be proven. The next apply
+        # adopts it from the live list.
+        return current.without(key)
     return current.with_applied(
         ManagedWebhook(
             key=key,

@@ -99,11 +99,12 @@ def live_form_fingerprint(webhooks: Iterable[LiveWebhook]) -> str:
     for w in sorted(webhooks, key=lambda w: w.key):
         rows.append(
             {
+                **live_essence(w),
                 "id": w.id,
                 "tag": w.key.tag,
                 "updated_at": w.updated_at,
+                # After the essence, whose "(sensitive)" would otherwise hide an echoed secret.
                 "secret": hashlib.sha256(w.secret.encode()).hexdigest() if w.secret else None,
-                **live_essence(w),
             }
         )
     canonical = json.dumps(rows, sort_keys=True, separators=(",", ":"))

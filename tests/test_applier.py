@@ -1153,11 +1153,6 @@ async def test_a_create_answered_without_a_body_is_recorded_but_not_owned(
     assert outcome.state.get(NEW) is None  # its id is unknown: the next apply adopts it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="applier.next_state falls back to the state's previous id when a write answered "
-    "without a body; for a create that id is of a webhook that is gone (reported to the lead)",
-)
 async def test_a_create_answered_without_a_body_never_inherits_a_stale_id(
     make_rig: Callable[..., Rig],
 ) -> None:

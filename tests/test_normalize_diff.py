@@ -191,11 +191,6 @@ def test_a_form_fingerprint_is_the_sha256_of_its_documented_rows() -> None:
     assert form_fingerprint([LIVE_B, unechoed]) == sha256_of(rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="normalize.live_form_fingerprint: **live_essence(w) overwrites the row's secret hash "
-    "with '(sensitive)', so an echoed secret never reaches the fingerprint (reported to the lead)",
-)
 def test_a_form_fingerprint_changes_when_only_an_echoed_secret_changed() -> None:
     rotated = replace(LIVE_A, secret="another-secret")
     assert form_fingerprint([rotated]) != form_fingerprint([LIVE_A])
