@@ -453,22 +453,26 @@ def _constant_needles(module: types.ModuleType) -> Iterator[tuple[str, str]]:
                 yield f"{module.__name__}.{name}", item
 
 
-_needles_cache: dict[tuple[int, int], dict[str, str]] = {}
+_needles_cache: dict[tuple[int, int, int], dict[str, str]] = {}
+_test_modules: dict[str, types.ModuleType] = {}
+"""Every module pytest collected tests from (wherever it lives), by name."""
 
 
 def leak_needles() -> dict[str, str]:
     """``value -> where it comes from`` for every needle known now (recomputed only when a
     module was imported or a needle added since)."""
-    stamp = (len(sys.modules), len(LEAK_NEEDLES))
+    stamp = (len(sys.modules), len(LEAK_NEEDLES), len(_test_modules))
     cached = _needles_cache.get(stamp)
     if cached is not None:
         return cached
     found: dict[str, str] = {value: "LEAK_NEEDLES" for value in LEAK_NEEDLES if len(value) >= 8}
     prefix = f"{_TESTS_DIR}{os.sep}"
-    for module in list(sys.modules.values()):
-        source = getattr(module, "__file__", None)
-        if not isinstance(source, str) or not source.startswith(prefix):
-            continue
+    ours = [
+        module
+        for module in list(sys.modules.values())
+        if isinstance(getattr(module, "__file__", None), str) and module.__file__.startswith(prefix)
+    ]
+    for module in [*ours, *_test_modules.values()]:
         for where, value in _constant_needles(module):
             found.setdefault(value, where)
     _needles_cache.clear()
@@ -539,6 +543,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         subprocess.Popen.communicate = _unpatched.pop("communicate")  # type: ignore[method-assign]
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    module = getattr(item, "module", None)
+    if isinstance(module, types.ModuleType):
+        _test_modules.setdefault(module.__name__, module)
+
+
 def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
     _leaks.current = nodeid
 
@@ -548,10 +558,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _leaks.check(f"{report.nodeid} ({section})", content)
 
 
-def _tool_output(path: Path) -> bool:
-    if path.suffix not in _SCANNED_SUFFIXES or not path.is_file() or path.is_symlink():
+def _tool_output(path: Path, base: Path) -> bool:
+    """A file the tool may have written: by suffix, and not an input a test named on purpose
+    (the test's own directory, named after the test, does not count: a test about secrets
+    is scanned like any other)."""
+    if path.suffix not in _SCANNED_SUFFIXES or path.is_symlink() or not path.is_file():
         return False
-    lowered = str(path).lower()
+    inside_test = path.relative_to(base).parts[1:]
+    lowered = "/".join(inside_test).lower()
     return not any(mark in lowered for mark in _INPUT_MARKS)
 
 
@@ -563,7 +577,7 @@ def scan_tree(base: Path) -> None:
     """Search the tool's output files under ``base`` (named by their test's directory)."""
     for path in sorted(base.rglob("*")):
         try:
-            if not _tool_output(path) or path.stat().st_size > _MAX_SCANNED_BYTES:
+            if not _tool_output(path, base) or path.stat().st_size > _MAX_SCANNED_BYTES:
                 continue
             data = path.read_bytes()
         except OSError:
