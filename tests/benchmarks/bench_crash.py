@@ -4,7 +4,7 @@ Runs ``crash_trial`` of ``tests/test_crash.py`` 50 times (seeded kill points spr
 whole apply: start-up, refresh, writes, state saves), each in a fresh temporary directory, and
 prints a table: trials, survived (every check after the kill passed), mean kill point, how many
 kills fell before the first write, mid-writes, or after the run ended, and how many writes had
-landed without a record (adopted by the next apply). Exit code 1 when any trial failed.
+landed but were not yet in the state (adopted by the next apply). Exit code 1 when any trial failed.
 
 Run: ``python tests/benchmarks/bench_crash.py [--trials N] [--seed S]`` (``make bench`` runs
 every bench_*.py).
