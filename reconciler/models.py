@@ -548,6 +548,8 @@ class Plan:
     """What each ``forms:`` selector matched when the plan was made."""
     changed_since: str | None = None
     """Set for a partial plan (``--changed-since REF``): only ``targets`` were refreshed."""
+    unread_accounts: tuple[str, ...] = ()
+    """Accounts whose refresh failed: the plan says nothing about them."""
 
     @property
     def partial(self) -> bool:

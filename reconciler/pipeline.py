@@ -451,7 +451,12 @@ async def _make_plan(
         created_at=run.now(),
         options=options,
     )
-    result = replace(result, accounts=tuple(accounts), selectors=selected)
+    result = replace(
+        result,
+        accounts=tuple(accounts),
+        selectors=selected,
+        unread_accounts=tuple(f.account for f in refreshed.failures),
+    )
     if with_fingerprints:
         result = replace(
             result,

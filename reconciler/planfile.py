@@ -123,6 +123,7 @@ class _PlanDoc(_Strict):
     format_version: Literal["1"]
     created_at: _Name
     prune: bool = False
+    unread_accounts: list[_Name] = Field(default_factory=list)
     scope: _Scope = Field(default_factory=_Scope)
     actions: list[_Action]
     selectors: list[_Selector] = Field(default_factory=list)
@@ -215,6 +216,7 @@ def _to_plan(doc: _PlanDoc) -> Plan:
         ),
         accounts=tuple(doc.scope.accounts),
         changed_since=doc.scope.changed_since,
+        unread_accounts=tuple(doc.unread_accounts),
     )
 
 

@@ -157,6 +157,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "created_at": plan.created_at,
         "prune": plan.prune,
         "partial": plan.partial,
+        "unread_accounts": list(plan.unread_accounts),
         "scope": {
             "targets": [str(t) for t in plan.targets],
             "accounts": list(plan.accounts),
@@ -252,7 +253,15 @@ def _move(row: Mapping[str, Any]) -> str:
 
 def plan_summary_line(doc: Mapping[str, Any]) -> str:
     s = doc["summary"]
-    if not (s["create"] or s["update"] or s["delete"]) and s["prune_skipped"]:
+    unread = doc.get("unread_accounts") or []
+    if unread:
+        # Never "no changes" about what could not be read.
+        line = (
+            f"Plan incomplete: account(s) {', '.join(unread)} could not be read. Elsewhere: "
+            f"{s['create']} to create, {s['update']} to update, {s['delete']} to delete, "
+            f"{s['noop']} unchanged"
+        )
+    elif not (s["create"] or s["update"] or s["delete"]) and s["prune_skipped"]:
         # Not "in sync": webhooks this tool applied are live but no longer declared.
         line = f"No changes without --prune: {s['noop']} unchanged"
     elif not (s["create"] or s["update"] or s["delete"]):

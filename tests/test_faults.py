@@ -507,12 +507,6 @@ def test_a_multi_megabyte_error_page_is_cut_short_in_the_error(
     faulted.converge_without_faults()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when an account's refresh fails, plan and apply still print 'No changes. Live "
-    "webhooks match the manifests' on stdout (the plan of the failed account is empty, and the "
-    "renderer cannot tell empty from unread)",
-)
 @pytest.mark.parametrize("command", ["plan", "apply"])
 def test_a_refresh_that_failed_never_claims_live_matches_the_manifests(
     faulted: Faulted, craft: Craft, command: str
