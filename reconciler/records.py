@@ -115,16 +115,20 @@ def _terminate_torn_line(fd: int) -> None:
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every record in the file, in order; blank lines are skipped. For tests and tooling.
 
-    Raises ``ValueError`` naming ``path:line`` for a line that is not a JSON object.
+    A line cut short by a crash mid-write (it does not end its JSON object; the next writer
+    terminated it) is skipped: it is the write the records could not confirm. Raises
+    ``ValueError`` naming ``path:line`` for any other line that is not a JSON object.
     """
     records: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
+                if not line.rstrip().endswith("}"):
+                    continue  # torn by a crash
                 raise ValueError(f"{path}:{number}: not a JSON record ({exc.msg})") from exc
             if not isinstance(obj, dict):
                 raise ValueError(f"{path}:{number}: not a JSON object")

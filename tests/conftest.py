@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cli_harness import ROTATED as CLI_ROTATED
 from cli_harness import SECRET as CLI_SECRET
 from cli_harness import SECRET_ENV as CLI_SECRET_ENV
 from cli_harness import Reconcile
@@ -432,6 +433,7 @@ def postgres_dsn(postgres_server: PostgresServer, postgres_db: str) -> str:
 
 LEAK_NEEDLES: set[str] = set()
 """Secrets and tokens the suite uses: test modules add theirs at import (``LEAK_NEEDLES.add``)."""
+LEAK_NEEDLES.update({CLI_SECRET, CLI_ROTATED})  # the CLI harness's secret and rotated secret
 
 _TESTS_DIR = Path(__file__).resolve().parent
 _NEEDLE_NAME = re.compile(r"SECRET|TOKEN|PASSWORD")
