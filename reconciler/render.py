@@ -9,7 +9,7 @@ the caller decides colour. Secret values cannot appear: the Plan never holds one
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rich.text import Text
@@ -36,6 +36,7 @@ __all__ = [
     "plan_to_json",
     "reason_text",
     "render_plan_markdown",
+    "render_plan_plain",
     "render_plan_text",
     "secret_ref_json",
 ]
@@ -287,45 +288,71 @@ def plan_summary_line(doc: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- text
 
 
-def render_plan_text(doc: Mapping[str, Any], *, show_noop: bool = False) -> Text:
-    """Terraform-like text with styles; print it through a rich Console that decides colour."""
-    out = Text()
+Segment = tuple[str, str | None]
+"""A piece of plan text and its rich style (None: unstyled); plain output joins the texts."""
+
+_RICH_STRIPS = dict.fromkeys((7, 8, 11, 12, 13))
+"""The control characters rich's ``Text`` drops (bell, backspace, VT, FF, CR): the plain path
+drops them too, so both print the same characters."""
+
+
+def _plan_segments(doc: Mapping[str, Any], *, show_noop: bool) -> Iterator[Segment]:
     writes = [r for r in doc["actions"] if r["action"] != "noop" or show_noop]
     if writes:
-        out.append("Typeform webhooks will change as follows:\n\n", style="bold")
+        yield "Typeform webhooks will change as follows:\n\n", "bold"
     for row in writes:
         style = _STYLE[row["action"]]
         glyph = Action(row["action"]).glyph
-        out.append(f"  {glyph} ", style=f"bold {style}")
-        out.append(_name(row), style="bold")
-        out.append(f"  {_VERB[row['action']]}{_move(row)}\n")
+        yield f"  {glyph} ", f"bold {style}"
+        yield _name(row), "bold"
+        yield f"  {_VERB[row['action']]}{_move(row)}\n", None
         for field_glyph, text in _field_lines(row):
-            out.append(f"      {field_glyph} ", style=_STYLE[row["action"]])
-            out.append(text + "\n")
+            yield f"      {field_glyph} ", style
+            yield text + "\n", None
         if row["reason"]:
-            out.append(f"      # {row['reason']}\n", style="dim")
-        out.append("\n")
+            yield f"      # {row['reason']}\n", "dim"
+        yield "\n", None
     for sel in doc.get("selectors", ()):
         where = f" ({sel['location']})" if sel["location"] else ""
         what = ", ".join(f"{k}={v!r}" for k, v in sel["selector"].items())
         matched = ", ".join(sel["matched"]) or "no form"
-        out.append(f"Selector forms: {{{what}}} tag {sel['tag']}{where} matched: {matched}\n")
+        yield f"Selector forms: {{{what}}} tag {sel['tag']}{where} matched: {matched}\n", None
     if doc.get("selectors"):
-        out.append("\n")
+        yield "\n", None
     if doc["prune_skipped"]:
-        out.append("Deletions skipped (pass --prune to delete):\n", style="bold")
+        yield "Deletions skipped (pass --prune to delete):\n", "bold"
         for item in doc["prune_skipped"]:
-            out.append(f"    {_name(item)}  {item['url']}\n")
-            out.append(f"      # {item['reason']}\n", style="dim")
-        out.append("\n")
+            yield f"    {_name(item)}  {item['url']}\n", None
+            yield f"      # {item['reason']}\n", "dim"
+        yield "\n", None
     if doc["unmanaged"]:
-        out.append("Unmanaged webhooks (listed, never touched):\n", style="bold")
+        yield "Unmanaged webhooks (listed, never touched):\n", "bold"
         for item in doc["unmanaged"]:
-            out.append(f"    {_name(item)}  {item['url']}\n", style="dim")
+            yield f"    {_name(item)}  {item['url']}\n", "dim"
             if item.get("reasons", [Reason.NOT_DECLARED.value]) != [Reason.NOT_DECLARED.value]:
-                out.append(f"      # {item['reason']}\n", style="dim")
-        out.append("\n")
-    out.append(plan_summary_line(doc) + "\n", style="bold")
+                yield f"      # {item['reason']}\n", "dim"
+        yield "\n", None
+    yield plan_summary_line(doc) + "\n", "bold"
+
+
+def render_plan_text(doc: Mapping[str, Any], *, show_noop: bool = False) -> Text:
+    """Terraform-like text with styles; print it through a rich Console that decides colour."""
+    out = Text()
+    for text, style in _plan_segments(doc, show_noop=show_noop):
+        out.append(text, style=style)
+    return out
+
+
+def render_plan_plain(doc: Mapping[str, Any], *, show_noop: bool = False) -> str:
+    """Exactly the characters a colourless rich Console prints for ``render_plan_text``, about
+    ten times faster (no Text, no line wrapping machinery): what ``plan`` prints when colour is
+    off, and what a 10,000-change plan can afford."""
+    out = "".join(text for text, _ in _plan_segments(doc, show_noop=show_noop))
+    out = out.translate(_RICH_STRIPS)
+    if "\t" in out:  # rare (a URL from the API): let rich expand tabs by cell width, as it prints
+        tabbed = Text(out)
+        tabbed.expand_tabs(8)
+        out = tabbed.plain
     return out
 
 
