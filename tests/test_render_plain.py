@@ -12,6 +12,10 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +101,35 @@ def test_the_control_characters_rich_drops_are_dropped_and_tabs_expanded() -> No
     assert "\x07" not in text
     assert "\t" not in text
     assert "abc     d" in text
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+GOLDEN = CASES / "fields-create-update-noop"
+
+
+def show(*flags: str, **env: str) -> str:
+    """``reconcile show`` of a golden plan with stdout a pipe, in the environment given."""
+    base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TERM")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", "show", *flags, str(GOLDEN / "plan.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**base, **env},
+    )
+    return proc.stdout
+
+
+def test_a_pipe_gets_the_plain_text() -> None:
+    assert show() == (GOLDEN / "plan.txt").read_text()
+
+
+def test_a_colour_terminal_gets_styles_and_no_color_or_NO_COLOR_gets_none_at_all() -> None:
+    colour = {"FORCE_COLOR": "1", "TERM": "xterm-256color"}  # rich: a colour terminal
+    styled = show(**colour)
+    assert "\x1b[" in styled
+    assert re.sub(r"\x1b\[[0-9;]*m", "", styled) == (GOLDEN / "plan.txt").read_text()
+    # rich without colour would still print bold; the plain path prints no escape at all
+    assert show("--no-color", **colour) == (GOLDEN / "plan.txt").read_text()
+    assert show(NO_COLOR="1", **colour) == (GOLDEN / "plan.txt").read_text()

@@ -38,7 +38,12 @@ from reconciler.logs import configure_logging
 from reconciler.manifests import load_desired
 from reconciler.models import DesiredState, Operation, Plan
 from reconciler.pipeline import Settings
-from reconciler.render import plan_to_json, render_plan_markdown, render_plan_text
+from reconciler.render import (
+    plan_to_json,
+    render_plan_markdown,
+    render_plan_plain,
+    render_plan_text,
+)
 
 T = TypeVar("T")
 
@@ -73,8 +78,17 @@ def print_plan(plan: Plan, *, output_format: str, no_color: bool, to_stderr: boo
         click.echo(render_plan_markdown(doc), err=to_stderr)
     else:
         stream = sys.stderr if to_stderr else None
+        # NO_COLOR as no-color.org says (set and not empty); rich would ignore it here, since
+        # make_console hands it an explicit no_color=False.
+        no_color = no_color or os.environ.get("NO_COLOR", "") != ""
         console = make_console(no_color=no_color, stream=stream)
-        console.print(render_plan_text(doc), end="")
+        if console.no_color or console.color_system is None:
+            # No colour (--no-color, NO_COLOR, not a terminal): the same characters without
+            # rich's rendering, which costs seconds for a plan of thousands of changes.
+            console.file.write(render_plan_plain(doc))
+            console.file.flush()
+        else:
+            console.print(render_plan_text(doc), end="")
 
 
 # --------------------------------------------------------------------------- invocation
