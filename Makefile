@@ -57,8 +57,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check reconciler tests
 	$(BIN)/mypy --strict reconciler
 
-bench: $(STAMP)
-	@for b in tests/benchmarks/bench_*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
+# The bench extra (matplotlib, for benchmarks/pacing.png) has its own stamp, so `make test` never
+# installs it. bench_report.py runs every other tests/benchmarks/bench_*.py, writes BENCHMARKS.md
+# and benchmarks/pacing.png, and exits non-zero when any target is missed.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	@$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python tests/benchmarks/bench_report.py
 
 clean:
 	rm -rf $(VENV) .reconcile .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
