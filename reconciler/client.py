@@ -17,6 +17,7 @@ import functools
 import logging
 import math
 import random
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -361,6 +362,10 @@ class TypeformClient:
             follow_redirects=False,  # a redirect is unexpected; never carry the token elsewhere
         )
 
+        # Absolute request URLs: httpx then parses each once instead of merging it with the
+        # base URL (two parses). Paths start with "/", which httpx would strip before merging.
+        self._base = str(self._http.base_url).rstrip("/")
+
     def __repr__(self) -> str:
         return f"TypeformClient(account={self.account!r}, base_url={str(self._http.base_url)!r})"
 
@@ -414,13 +419,13 @@ class TypeformClient:
         """Every webhook of the form (the endpoint is not paginated)."""
         route = _Route("GET", f"{_form_path(form_id)}/webhooks", _Scope.FORM, form_id=form_id)
         response, _ = await self._request(route)
-        shape = self._parse(_WebhookList, self._json(route, response), route)
+        shape = self._parse_body(_WebhookList, route, response)
         return [self._live(w) for w in shape.items]
 
     async def get_webhook(self, form_id: str, tag: str) -> LiveWebhook:
         route = _Route("GET", _webhook_path(form_id, tag), _Scope.WEBHOOK, form_id, tag)
         response, _ = await self._request(route)
-        return self._live(self._parse(_Webhook, self._json(route, response), route))
+        return self._live(self._parse_body(_Webhook, route, response))
 
     async def put_webhook(self, form_id: str, tag: str, body: Mapping[str, Any]) -> Written:
         """Create or update the webhook with the full desired ``body`` (secret included if
@@ -431,7 +436,7 @@ class TypeformClient:
         response, attempts = await self._request(route, json=dict(body), sensitive=sensitive)
         if not response.content.strip():
             return Written(webhook=None, attempts=attempts)
-        webhook = self._parse(_Webhook, self._json(route, response), route)
+        webhook = self._parse_body(_Webhook, route, response)
         return Written(webhook=self._live(webhook), attempts=attempts)
 
     async def delete_webhook(self, form_id: str, tag: str) -> Written:
@@ -505,7 +510,7 @@ class TypeformClient:
                 self._note_start(now, waited)
                 try:
                     response = await self._http.request(
-                        route.method, route.path, params=route.params, json=json
+                        route.method, self._base + route.path, params=route.params, json=json
                     )
                 except httpx.HTTPError as exc:
                     failure = exc
@@ -691,7 +696,8 @@ class TypeformClient:
         try:
             body = _ErrorBody.model_validate(response.json())
         except (ValueError, ValidationError):
-            text = response.text.strip()[:_MAX_SERVER_TEXT]
+            # Not Typeform's JSON (a proxy's HTML page, say): one line, never markup.
+            text = _plain_text(response)[:_MAX_SERVER_TEXT]
             return _ErrorBody(description=_scrub(text, secrets) or None)
         return _ErrorBody(
             code=_scrub(body.code, secrets) if body.code else None,
@@ -711,13 +717,17 @@ class TypeformClient:
         try:
             return shape.model_validate(data)
         except ValidationError as exc:
-            # Only locations and messages: pydantic's str() would quote the response, which
-            # may carry a webhook secret.
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
-                for e in exc.errors(include_url=False, include_input=False)[:3]
-            )
-            self._malformed(route, problems)
+            self._malformed(route, _problems(exc))
+
+    def _parse_body(self, shape: type[_S], route: _Route, response: httpx.Response) -> _S:
+        """``_parse(shape, _json(...))`` in one step: pydantic reads the bytes itself, without
+        building Python objects first (the refresh of 2,000 forms parses 2,000 bodies)."""
+        try:
+            return shape.model_validate_json(response.content)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
+                self._malformed(route, "the body is not JSON")
+            self._malformed(route, _problems(exc))
 
     def _malformed(self, route: _Route, problems: str) -> NoReturn:
         # `from None`: the chained exception would hold the raw response (maybe a secret).
@@ -731,6 +741,29 @@ class TypeformClient:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _problems(exc: ValidationError) -> str:
+    """Only locations and messages: pydantic's str() would quote the response, which may carry
+    a webhook secret."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False)[:3]
+    )
+
+
+_TITLE = re.compile(r"<(title|h1)[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _plain_text(response: httpx.Response) -> str:
+    """A non-JSON error body as one line: an HTML page by its title, other text as it is."""
+    text = response.text
+    if "html" in response.headers.get("content-type", "").lower() or "<html" in text[:512].lower():
+        found = _TITLE.search(text)
+        title = " ".join(_TAG.sub(" ", found.group(2)).split()) if found else ""
+        return f"an HTML page ({title})" if title else "an HTML page"
+    return " ".join(text.split())
 
 
 def _name(exc: BaseException | None) -> str:
