@@ -402,12 +402,6 @@ HTML_PAGE = (
     b"<center><h1>502 Bad Gateway</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n"
 )
 INTAKE_PATH = "/forms/onbrd01/webhooks/intake"
-BUG_MULTILINE = (
-    "BUG: client._error_body keeps the line breaks of a non-JSON error body (an HTML page), "
-    "so one failed write prints the page over several stderr lines"
-)
-
-
 def test_a_malformed_json_listing_fails_the_refresh_with_one_clear_line_and_writes_nothing(
     faulted: Faulted, craft: Craft
 ) -> None:
@@ -451,7 +445,6 @@ def test_an_html_502_page_after_a_write_landed_is_retried_and_never_printed(
     faulted.converge_without_faults()
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_MULTILINE)
 @pytest.mark.parametrize("status", [404, 400])
 def test_an_html_error_page_becomes_one_clear_line_never_the_page(
     faulted: Faulted, craft: Craft, status: int
