@@ -20,8 +20,6 @@ import pytest
 import yaml
 from cli_harness import Reconcile, Result
 
-from reconciler.cli import cli as cli_group
-from reconciler.commands.export import export as export_command
 from reconciler.emulator import DEMO_SEED, Seed, configure, hash_secret
 from reconciler.emulator.seed import SeedForm, SeedWebhook
 from reconciler.events import Notice
@@ -40,8 +38,6 @@ TOKEN = "tf_token_never_print_5517"
 @pytest.fixture(autouse=True)
 def _no_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    # Until the command table in reconciler/cli.py lists it (then this changes nothing).
-    monkeypatch.setitem(cli_group.commands, "export", export_command)
 
 
 def export(cli: Reconcile, *args: str) -> Result:
