@@ -65,6 +65,9 @@ class LazyGroup(click.Group):
     def __init__(self, *args: object, lazy: dict[str, Lazy], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.lazy = lazy
+        self.owns_process = False
+        """Set by ``main`` when it runs as the ``reconcile`` process: only then are the garbage
+        collector's settings ours to change (not in a test runner or a user's script)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(self.commands.keys() | self.lazy.keys())
@@ -79,7 +82,8 @@ class LazyGroup(click.Group):
         if not isinstance(command, click.Command):
             raise TypeError(f"reconciler.commands.{where.module}.{where.attribute} is no command")
         self.commands[cmd_name] = command
-        _settle_heap()
+        if self.owns_process:
+            _settle_heap()
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -98,15 +102,16 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-GC_THRESHOLD = (50_000, 20, 100)
-"""Young-generation collections after 50,000 allocations instead of 700: a 10k-webhook plan
-builds a few million short-lived containers, and the default threshold spends about a fifth of
-its CPU time re-scanning survivors."""
+GC_THRESHOLD = (10_000, 10, 10)
+"""A young-generation collection every 10,000 net allocations instead of 700 (the older
+generations keep Python's defaults). A 10,000-webhook plan allocates millions of short-lived
+containers; measured on it, gc.freeze() and this threshold cut CPU time by 14 % (1.64 -> 1.41 s),
+and larger thresholds saved nothing more while holding more memory."""
 
 
 def _settle_heap() -> None:
     """Move everything imported so far out of the collector's sight (it lives until exit), and
-    collect young objects less often; together they save about 20 % of a large plan."""
+    collect young objects less often."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
 
@@ -123,6 +128,8 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reconcile`` script; returns (and exits with) the exit code."""
+    if argv is None and isinstance(cli, LazyGroup):
+        cli.owns_process = True  # the reconcile script or python -m reconciler
     try:
         code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Abort:

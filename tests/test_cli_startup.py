@@ -91,3 +91,27 @@ def test_a_command_registered_the_usual_way_is_listed_and_wins_over_the_table() 
     assert group.get_command(ctx, "plan") is other
     assert "Someone else's plan." in group.get_help(ctx)
     assert json.dumps(group.list_commands(ctx)) == json.dumps(sorted(COMMANDS))
+
+
+GC_PROBE = """
+import gc, sys
+from reconciler.cli import GC_THRESHOLD, main
+default = gc.get_threshold()
+try:
+    main({argv})
+except SystemExit:
+    pass
+print(gc.get_threshold() == GC_THRESHOLD, gc.get_threshold() == default, gc.get_freeze_count() > 0)
+"""
+
+
+def test_the_reconcile_process_tunes_the_collector_and_a_caller_of_main_keeps_its_own() -> None:
+    def probe(argv: str, args: list[str]) -> str:
+        code = GC_PROBE.format(argv=argv)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+        )
+        return proc.stdout.strip().splitlines()[-1]
+
+    assert probe("", ["show", "--help"]) == "True False True"  # as `reconcile show --help`
+    assert probe("['show', '--help']", []) == "False True False"  # a script calling main(argv)
