@@ -402,6 +402,8 @@ HTML_PAGE = (
     b"<center><h1>502 Bad Gateway</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n"
 )
 INTAKE_PATH = "/forms/onbrd01/webhooks/intake"
+
+
 def test_a_malformed_json_listing_fails_the_refresh_with_one_clear_line_and_writes_nothing(
     faulted: Faulted, craft: Craft
 ) -> None:
