@@ -19,7 +19,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-__all__ = ["resolve_symlinks", "write_atomic", "write_json_atomic"]
+__all__ = ["fsync_dir", "resolve_symlinks", "write_atomic", "write_json_atomic"]
 
 _MAX_SYMLINKS = 40
 """Links followed before giving up with ELOOP, as the kernel does (Linux's limit is 40)."""
@@ -69,7 +69,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -77,8 +77,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory.
+def fsync_dir(directory: Path) -> None:
+    """Make a rename (or a new file) in ``directory`` durable; a no-op where unsupported."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -41,7 +41,7 @@ from typing import Any
 from reconciler.emulator.seed import DEMO_SEED, Seed
 from reconciler.emulator.store import EmulatorStore, utc_now
 from reconciler.errors import ConfigError
-from reconciler.fileio import write_json_atomic
+from reconciler.fileio import fsync_dir, write_json_atomic
 
 __all__ = [
     "JOURNAL_SUFFIX",
@@ -178,20 +178,8 @@ def _append(path: Path, lines: bytes, *, expected_size: int) -> int | None:
     finally:
         os.close(fd)
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return size + len(lines) if size == expected_size else None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- a handle
