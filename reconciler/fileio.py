@@ -72,9 +72,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     fsync_dir(target.parent)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """``write_atomic`` of ``obj`` as indented UTF-8 JSON with a trailing newline."""
-    write_atomic(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+def write_json_atomic(path: Path, obj: Any, *, indent: int | None = 2) -> None:
+    """``write_atomic`` of ``obj`` as UTF-8 JSON with a trailing newline, indented unless
+    ``indent=None``: compact is about 5 times faster and lighter (json's C encoder does not
+    indent), for machine-only files as large as an emulator snapshot."""
+    separators = None if indent is not None else (",", ":")
+    text = json.dumps(obj, indent=indent, separators=separators, ensure_ascii=False)
+    write_atomic(path, (text + "\n").encode("utf-8"))
 
 
 def fsync_dir(directory: Path) -> None:

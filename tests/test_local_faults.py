@@ -63,8 +63,9 @@ def test_a_full_disk_after_writes_landed_stops_further_writes_and_names_them(
     emu: RunningEmulator = make_emulator(mode="served")  # type: ignore[operator]
     write_manifests(tmp_path)
 
-    # Room for the first records and state saves, not for all seven; writes spaced 0.2 s apart.
-    result = run(tmp_path, emu.base_url, "apply", "--auto-approve", "--rate", "5", limit=1800)
+    # Room for the first records and state saves, not for all seven; writes spaced 0.5 s apart
+    # (the state is saved at least every second).
+    result = run(tmp_path, emu.base_url, "apply", "--auto-approve", "--rate", "2", limit=1800)
 
     assert result.returncode == 1, result.stderr
     assert "Internal error" not in result.stderr

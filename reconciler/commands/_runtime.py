@@ -59,7 +59,7 @@ def make_console(*, no_color: bool, stream: TextIO | None = None) -> Console:
     """Colour only on a terminal, never with --no-color or NO_COLOR (rich reads NO_COLOR)."""
     return Console(
         file=stream if stream is not None else sys.stdout,
-        no_color=no_color,
+        no_color=no_color or None,  # None lets rich honour NO_COLOR
         highlight=False,
         soft_wrap=True,
         emoji=False,

@@ -156,7 +156,7 @@ def save_snapshot(store: EmulatorStore, path: Path) -> str:
     """Write ``store`` as a new snapshot generation, then retire the journal; returns the
     generation. A crash in between leaves journal lines of the old generation: ignored."""
     generation = secrets.token_hex(8)
-    write_json_atomic(path, {**store.to_json(), "generation": generation})
+    write_json_atomic(path, {**store.to_json(), "generation": generation}, indent=None)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(journal_path(path))
     store.take_changes()
