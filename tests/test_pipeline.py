@@ -21,7 +21,7 @@ from conftest import MakeEmulator, RunningEmulator
 
 import reconciler
 from reconciler.cli import main
-from reconciler.emulator import EmulatorTransport, configure
+from reconciler.emulator import EmulatorTransport, configure, hash_secret
 from reconciler.emulator.store import WebhookChange
 from reconciler.errors import ConfigError, PlanError, StalePlanError, StateError
 from reconciler.events import AccountFailed, Event, Notice, PlanReady, Progress, WriteDone
@@ -172,7 +172,14 @@ async def test_apply_returns_one_row_per_write_the_serial_and_writes_state_and_r
     assert kinds.index(PlanReady) < kinds.index(WriteDone)
     assert result.to_json()["outcomes"][0]["operation"] == "create"
     assert capsys.readouterr() == ("", "")
-    assert SECRET not in json.dumps(result.to_json()) + h.state_path.read_text()
+    # The secret went into every PUT body (the emulator holds its digest), and nowhere else.
+    assert all(
+        w["secret_sha256"] == hash_secret(SECRET)
+        for w in h.live().values()
+        if w["tag"] in ("intake", "company")
+    )
+    written = json.dumps(result.to_json()) + h.state_path.read_text() + h.records.read_text()
+    assert SECRET not in written
 
 
 async def test_a_declared_webhook_already_right_is_adopted_with_its_live_id(h: Harness) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.models import EventTypes, LiveWebhook, OperationRecord, WebhookKey
+from reconciler.models import OperationRecord
 from reconciler.records import RecordWriter, new_run_id, read_records
 
 SECRET = "whsec-Distinctive-0b5e1d-RECORDS"
@@ -157,41 +157,6 @@ def test_writing_after_close_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="already closed"):
         writer.write(record("b"))
     assert len(read_records(tmp_path / "records.jsonl")) == 1
-
-
-def test_records_of_a_webhook_with_a_secret_never_contain_the_secret(tmp_path: Path) -> None:
-    live = LiveWebhook(
-        key=WebhookKey("default", "u6nXL7", "onboarding-intake"),
-        id="01HWEBHOOK",
-        url="https://hooks.example.com/typeform",
-        enabled=True,
-        verify_ssl=True,
-        event_types=EventTypes(),
-        secret=SECRET,
-    )
-    path = tmp_path / "records.jsonl"
-    with RecordWriter(path) as writer:
-        for operation in ("create", "update", "delete", "revert"):
-            writer.write(
-                OperationRecord(
-                    timestamp="2026-01-02T03:04:05Z",
-                    run_id=new_run_id(),
-                    operation=operation,
-                    account=live.key.account,
-                    form_id=live.key.form_id,
-                    tag=live.key.tag,
-                    webhook_id=live.id,
-                    url=live.url,
-                    success=operation != "revert",
-                    error=None if operation != "revert" else f"could not revert {live.key}",
-                    attempts=1,
-                    duration_ms=5,
-                )
-            )
-    raw = path.read_bytes()
-    assert len(read_records(path)) == 4
-    assert SECRET.encode() not in raw
-    assert SECRET.lower().encode() not in raw.lower()
 
 
 def test_run_ids_are_ulids_that_sort_by_start_time() -> None:
