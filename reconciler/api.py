@@ -98,11 +98,11 @@ def _run(
     api_url: str | None,
     rate: float | None,
     request_timeout: float,
-    lock_timeout: float,
     environ: Mapping[str, str] | None,
     events: EventSink | None,
-    approve: Approve | None,
-    secret_dirs: Iterable[str | os.PathLike[str]] = (),
+    secret_dirs: Iterable[str | os.PathLike[str]],
+    lock_timeout: float = 0.0,
+    approve: Approve | None = None,
 ) -> Run:
     env = dict(os.environ) if environ is None else dict(environ)
     spec = state if state is not None else env.get("RECONCILE_STATE", DEFAULT_STATE)
@@ -148,10 +148,8 @@ async def plan(
         api_url=api_url,
         rate=rate,
         request_timeout=request_timeout,
-        lock_timeout=0,
         environ=environ,
         events=events,
-        approve=None,
         secret_dirs=secret_dirs,
     )
     result = await run_plan(
@@ -255,10 +253,8 @@ async def drift(
         api_url=api_url,
         rate=rate,
         request_timeout=request_timeout,
-        lock_timeout=0,
         environ=environ,
         events=events,
-        approve=None,
         secret_dirs=secret_dirs,
     )
     options = DriftOptions(

@@ -28,6 +28,7 @@ from reconciler.errors import Interrupted
 from reconciler.events import (
     AccountFailed,
     Event,
+    EventSink,
     LockTakenOver,
     Notice,
     PlanReady,
@@ -37,13 +38,14 @@ from reconciler.events import (
 from reconciler.logs import configure_logging
 from reconciler.manifests import load_desired
 from reconciler.models import DesiredState, Operation, Plan
-from reconciler.pipeline import Settings
+from reconciler.pipeline import Approve, Run, Settings
 from reconciler.render import (
     plan_to_json,
     render_plan_markdown,
     render_plan_plain,
     render_plan_text,
 )
+from reconciler.state import open_state_store
 
 T = TypeVar("T")
 
@@ -102,11 +104,23 @@ class Invocation:
     desired: DesiredState
     settings: Settings
     changed: ChangedScope | None
+    state_spec: str
+
+    def run(self, *, events: EventSink, approve: Approve | None = None) -> Run:
+        """The pipeline's ``Run`` for this command: its state store, settings and environment."""
+        return Run(
+            store=open_state_store(self.state_spec),
+            settings=self.settings,
+            environ=self.env,
+            events=events,
+            approve=approve,
+        )
 
 
 def invocation(
     paths: tuple[str, ...],
     *,
+    state_spec: str,
     api_url: str | None,
     rate: float | None,
     request_timeout: float,
@@ -115,7 +129,8 @@ def invocation(
     changed_since: str | None = None,
 ) -> Invocation:
     env = environ()
-    desired = load_desired(resolve_paths(paths), environ=env)
+    roots = resolve_paths(paths)
+    desired = load_desired(roots, environ=env)
     settings = Settings(
         api_url=api_url,
         rate=rate,
@@ -123,12 +138,8 @@ def invocation(
         lock_timeout=lock_timeout,
         secret_dirs=secret_dirs_from(env, secret_dirs),
     )
-    changed = (
-        changed_scope(resolve_paths(paths), changed_since, desired)
-        if changed_since is not None
-        else None
-    )
-    return Invocation(env, desired, settings, changed)
+    changed = changed_scope(roots, changed_since, desired) if changed_since is not None else None
+    return Invocation(env, desired, settings, changed, state_spec)
 
 
 # --------------------------------------------------------------------------- events

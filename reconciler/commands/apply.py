@@ -26,11 +26,10 @@ from reconciler.commands._runtime import (
     setup_logging,
 )
 from reconciler.errors import ApplyError
-from reconciler.pipeline import ApplyOptions, ApplyResult, Run
+from reconciler.pipeline import ApplyOptions, ApplyResult
 from reconciler.pipeline import apply as run_apply
 from reconciler.planfile import read_plan
 from reconciler.render import apply_summary_line
-from reconciler.state import open_state_store
 
 
 @click.command(
@@ -87,6 +86,7 @@ def apply(
     setup_logging(log_level, log_format)
     cmd = invocation(
         paths,
+        state_spec=state_spec,
         api_url=api_url,
         rate=rate,
         request_timeout=request_timeout,
@@ -98,10 +98,7 @@ def apply(
     # With --format json, stdout carries the plan document alone (it must parse); what a person
     # reads while apply runs goes to stderr.
     human_err = output_format == OutputFormat.JSON
-    run = Run(
-        store=open_state_store(state_spec),
-        settings=cmd.settings,
-        environ=cmd.env,
+    run = cmd.run(
         events=CliEvents(
             show_plan=partial(print_plan, output_format=output_format, no_color=no_color),
             writes_to_stderr=human_err,

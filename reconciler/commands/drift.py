@@ -27,10 +27,9 @@ from reconciler.commands._runtime import (
 from reconciler.drift_report import DriftReport
 from reconciler.errors import ReconcileError
 from reconciler.fileio import write_json_atomic
-from reconciler.pipeline import DriftOptions, Run
+from reconciler.pipeline import DriftOptions
 from reconciler.pipeline import drift as run_drift
 from reconciler.render_drift import render_drift_markdown, render_drift_text
-from reconciler.state import open_state_store
 
 
 def write_report(path: Path, doc: dict[str, Any]) -> None:
@@ -97,18 +96,14 @@ def drift(
     setup_logging(log_level, log_format)
     cmd = invocation(
         paths,
+        state_spec=state_spec,
         api_url=api_url,
         rate=rate,
         request_timeout=request_timeout,
         secret_dirs=secret_dirs,
         changed_since=changed_since,
     )
-    run = Run(
-        store=open_state_store(state_spec),
-        settings=cmd.settings,
-        environ=cmd.env,
-        events=CliEvents(),
-    )
+    run = cmd.run(events=CliEvents())
     options = DriftOptions(
         prune=prune, targets=parse_targets(targets), accounts=accounts, changed=cmd.changed
     )

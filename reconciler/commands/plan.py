@@ -17,11 +17,10 @@ from reconciler.commands._options import (
 )
 from reconciler.commands._runtime import CliEvents, invocation, print_plan, run_async, setup_logging
 from reconciler.errors import ReconcileError
-from reconciler.pipeline import PlanResult, Run
+from reconciler.pipeline import PlanResult
 from reconciler.pipeline import plan as make_plan
 from reconciler.planfile import write_plan
 from reconciler.planner import PlanOptions
-from reconciler.state import open_state_store
 
 EXIT_CHANGES = 2
 
@@ -76,18 +75,14 @@ def plan(
     setup_logging(log_level, log_format)
     cmd = invocation(
         paths,
+        state_spec=state_spec,
         api_url=api_url,
         rate=rate,
         request_timeout=request_timeout,
         secret_dirs=secret_dirs,
         changed_since=changed_since,
     )
-    run = Run(
-        store=open_state_store(state_spec),
-        settings=cmd.settings,
-        environ=cmd.env,
-        events=CliEvents(),
-    )
+    run = cmd.run(events=CliEvents())
     options = PlanOptions(prune=prune, targets=parse_targets(targets))
 
     async def go() -> PlanResult:
