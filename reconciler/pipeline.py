@@ -558,7 +558,8 @@ def _check_binding(run: Run, desired: DesiredState, state: State, saved: Plan) -
             "serial, manifests); nothing was written. Make it with `reconcile plan --out`."
         )
     declared = set(desired.account_names())
-    dropped = sorted(a for a in binding.api_urls if a not in declared)
+    named = {*binding.api_urls, *(c.key.account for c in saved.writes)}
+    dropped = sorted(a for a in named if a not in declared)
     if dropped:
         raise StalePlanError(
             f"the saved plan writes to account(s) {', '.join(dropped)}, which the manifests "
@@ -804,13 +805,6 @@ async def _apply_locked(
         )
         accounts = options.accounts
     names = _accounts_in_scope(run, desired, state, plan_options.targets, accounts)
-    if saved is not None:
-        unused = sorted({c.key.account for c in saved.writes} - set(desired.account_names()))
-        if unused:
-            raise StalePlanError(
-                f"the saved plan writes to account(s) {', '.join(unused)}, which the manifests "
-                "no longer use; nothing was written. Run `reconcile plan --out` again."
-            )
     async with open_clients(run, desired, names, read_only=False) as clients:
         planned = await _make_plan(
             run,
