@@ -14,7 +14,6 @@ does: that is a ``PingResult``. Only a refused URL raises (``ConfigError``).
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import httpx
 
 from reconciler import __version__
 from reconciler.errors import ConfigError
+from reconciler.hosts import is_loopback_host
 from reconciler.signature import SIGNATURE_HEADER
 
 __all__ = ["PingResult", "check_receiver_url", "is_loopback_host", "ping"]
@@ -39,20 +39,6 @@ class PingResult:
     ok: bool
     error: str | None
     elapsed_ms: int
-
-
-def is_loopback_host(host: str) -> bool:
-    """``localhost`` or a literal address in 127.0.0.0/8 or ``::1``; no name is resolved."""
-    name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 def check_receiver_url(url: str) -> httpx.URL:

@@ -50,6 +50,7 @@ from reconciler.credentials import (
     secret_file_path,
 )
 from reconciler.errors import ManifestError, SecretResolutionError
+from reconciler.hosts import is_loopback_host as _is_loopback
 from reconciler.models import (
     DEFAULT_ACCOUNT,
     DEFAULT_RATE,
@@ -1268,10 +1269,6 @@ def _valid_host(host: str) -> bool:
         return False
     labels = ascii_host.rstrip(".").split(".")
     return len(ascii_host) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
-
-
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _sort_key(diagnostic: Diagnostic, order: Mapping[str, int]) -> tuple[int, int, int, int]:

@@ -12,7 +12,6 @@ label: labels are account names, statuses, HTTP codes and operation names only.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from reconciler.errors import ConfigError
+from reconciler.hosts import is_loopback_host as is_loopback
 
 if TYPE_CHECKING:
     from reconciler.drift_report import DriftReport
@@ -171,16 +171,6 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback IP literal (127.0.0.0/8, ::1); names are not resolved."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

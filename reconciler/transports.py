@@ -13,7 +13,6 @@ token is never sent over plain ``http://`` except to a loopback address.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx
 
 from reconciler.credentials import resolve_token
 from reconciler.errors import ConfigError
+from reconciler.hosts import is_loopback_host
 from reconciler.models import DEFAULT_ACCOUNT, Account
 
 __all__ = [
@@ -64,17 +64,6 @@ def account_api_url(account: Account, *, override: str | None, environ: Mapping[
     if account.api_url is None:
         raise ConfigError(f"account {account.name!r} declares no api_url")
     return account.api_url
-
-
-def is_loopback_host(host: str) -> bool:
-    """``localhost`` or an address in 127.0.0.0/8 or ``::1``."""
-    name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def check_api_url(account: str, url: str) -> httpx.URL:

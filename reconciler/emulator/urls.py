@@ -6,9 +6,10 @@ free of starlette and uvicorn keeps that check (and every CLI start-up) cheap.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from reconciler.hosts import is_loopback_host as is_loopback
 
 __all__ = [
     "DEFAULT_EMULATOR_PATH",
@@ -37,16 +38,6 @@ def emulator_path(url: str) -> Path:
     if not is_emulator_url(url):
         raise ValueError(f"not an emulator URL: {url!r}")
     return Path(url[len(EMULATOR_SCHEME) :] or DEFAULT_EMULATOR_PATH)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1), brackets allowed."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_of(value: str) -> str | None:
