@@ -115,3 +115,27 @@ def test_a_saved_partial_plan_keeps_its_scope_and_changed_since_is_refused_with_
     assert "--changed-since cannot be used with --plan" in refused.err
     assert applied.code == 0, applied.err
     assert repo.live()["onbrd03/intake"]["url"] == "https://hooks.example.com/v3"
+
+
+def test_a_narrowed_selector_puts_its_old_matches_in_scope_so_prune_can_see_them(
+    cli: Reconcile,
+) -> None:
+    selector = {
+        "forms": {"workspace_id": "wsclnt01", "title": "Client onboarding*"},
+        "tag": "onboarding",
+        "url": "https://hooks.example.com/onboarding",
+    }
+    cli.write_set("onboarding", [selector], secret=False)
+    git(cli.root, "init", "-q", "-b", "main")
+    git(cli.root, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "manifests")
+    git(cli.root, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "s")
+    cli.apply_ok()
+    # The selector now matches only the intake form: the other two are no longer declared.
+    narrowed = {**selector, "forms": {"workspace_id": "wsclnt01", "title": "*intake"}}
+    cli.write_set("onboarding", [narrowed], secret=False)
+
+    doc = cli.plan_json("--changed-since", "HEAD", "--prune")
+
+    deleted = sorted(a["form_id"] for a in doc["actions"] if a["action"] == "delete")
+    assert deleted == ["onbrd02", "onbrd03"]
+    assert doc["selectors"][0]["matched"] == ["onbrd01"]
